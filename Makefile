@@ -1,0 +1,38 @@
+# One entry point for people and CI. `make demo` and `make test` are the two commands in the
+# README; everything else is reference.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test env data lint format protos clean
+
+demo: data  ## fetch the real datasets and print what they hold (grows with each service)
+
+env: $(VENV)/.installed  ## create .venv and install synthloc with the dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "synthloc needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+data: env  ## download mnfinder + stardist from PyPI once and convert them to COCO
+	$(BIN)/synthloc data fetch all
+
+test: env data lint  ## lint, then the whole test suite
+	$(BIN)/python -m pytest
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: env
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+protos: env  ## regenerate synthloc/v1 stubs from protos/ (commit the result)
+	$(BIN)/python protos/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

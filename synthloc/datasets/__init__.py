@@ -1,0 +1,1 @@
+"""Real annotated datasets: fetched from package archives, converted to COCO, summarised."""
