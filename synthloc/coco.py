@@ -179,3 +179,22 @@ def mask_annotation(
         "iscrowd": 0,
         **extra,
     }
+
+
+def subsample_annotations(ds: CocoDataset, fraction: float, seed: int) -> CocoDataset:
+    """Keep a random `fraction` of each image's annotations, as a partial annotator would.
+
+    Per image, round(fraction * n) annotations are kept, chosen by a generator seeded with
+    (seed, image id): the same call keeps the same objects on every machine, so the sparse
+    real training arm and the synthesis library built from it see the same annotations.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise InvalidInput(f"annotated fraction must be in (0, 1], got {fraction}")
+    kept: list[dict[str, Any]] = []
+    for image_id, anns in ds.annotations_by_image().items():
+        rng = np.random.default_rng([seed, image_id])
+        count = round(fraction * len(anns))
+        chosen = sorted(rng.choice(len(anns), size=count, replace=False)) if anns else []
+        kept.extend(anns[i] for i in chosen)
+    info = {**ds.info, "annotated_fraction": fraction, "fraction_seed": seed}
+    return CocoDataset(ds.images, kept, ds.categories, info, ds.path)

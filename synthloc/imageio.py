@@ -51,5 +51,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8/uint16 array as a lossless PNG file."""
-    Path(path).write_bytes(encode_png(image))
+    """Write a uint8/uint16 array as a lossless PNG file (creating its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_png(image))
