@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test env data lint format protos clean
 
-demo: data  ## fetch the real datasets and print what they hold (grows with each service)
+demo: data  ## fetch the real data, then compose synthetic images from 25 % of its annotations
+	$(BIN)/synthloc synth sample --library "$$($(BIN)/synthloc data path mnfinder/train.json)" \
+		--annotated-fraction 0.25 --count 8 --out out/gallery.png
 
 env: $(VENV)/.installed  ## create .venv and install synthloc with the dev tools
 

@@ -107,3 +107,10 @@ def test_broken_archive_leaves_no_dataset(data_root: Path, tmp_path: Path, damag
     assert str(broken) in str(err.value)
     assert not (root / "stardist").exists()
     assert _leftovers(root) == []
+
+
+def test_data_path_points_into_the_root(data_root: Path, capsys) -> None:
+    assert main(["data", "path", "stardist/stardist.json"]) == 0
+    assert capsys.readouterr().out.strip() == str(data_root / "stardist" / "stardist.json")
+    assert main(["data", "path", "nothing/here.json"]) == 2
+    assert "run `synthloc data fetch all` first" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from synthloc.coco import CocoDataset
 from synthloc.datasets.fetch import SOURCES, default_root, fetch
 from synthloc.datasets.importer import import_label_images
 from synthloc.datasets.stats import format_summary, summarize
+from synthloc.errors import NotFound
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", default="object", help="category name")
     p.set_defaults(run=run_import)
 
+    p = commands.add_parser("path", help="print where the data root, or a file in it, is")
+    p.add_argument("relative", nargs="?", default="", help="e.g. mnfinder/train.json")
+    p.add_argument("--root", type=Path, default=None)
+    p.set_defaults(run=run_path)
+
     p = commands.add_parser("stats", help="images, objects per class and object sizes")
     p.add_argument("coco", type=Path, help="COCO JSON file")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -62,6 +68,14 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     ds = import_label_images(args.images, args.masks, args.out, args.class_name)
     print(f"wrote {args.out}: {len(ds.images)} images, {len(ds.annotations)} objects")
+    return 0
+
+
+def run_path(args: argparse.Namespace) -> int:
+    path = (args.root or default_root()) / args.relative
+    if not path.exists():
+        raise NotFound(f"{path} does not exist; run `synthloc data fetch all` first")
+    print(path)
     return 0
 
 

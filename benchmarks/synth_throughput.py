@@ -1,0 +1,146 @@
+"""Synthesis throughput: compose speed per core, memory-copy bound, and stream efficiency.
+
+    .venv/bin/python benchmarks/synth_throughput.py [--library TRAIN.json] [--rounds 5]
+
+Measured side by side in one run, each figure the median over --rounds rounds:
+1. compose: images/s on one core, 512x512, default recipe (12-28 objects, about 20);
+2. copy bound: images/s of np.copyto of the float32 canvas and of the uint8 output image;
+3. stream: images/s a Python client receives over loopback gRPC from a replica with W
+   workers, divided by images/s of the same batches composed in-process by W processes;
+4. bytes per sample on the wire, RAW and PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from synth_service.compose import compose
+from synth_service.engine import StreamPlan
+from synth_service.recipe import Recipe
+from synth_service.server import create_server
+from synth_service.settings import SynthSettings
+from synth_service.state import SynthState
+from synth_service.worker import compose_batch, init_worker
+from synthloc.datasets.fetch import default_root
+from synthloc.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
+
+
+def compose_rate(state: SynthState, recipe: Recipe, images: int, offset: int) -> float:
+    start = time.perf_counter()
+    for i in range(images):
+        compose(recipe, state.library, state.backgrounds, 0, offset + i)
+    return images / (time.perf_counter() - start)
+
+
+def copy_rate(shape: tuple[int, ...], dtype: type, repeats: int = 2000) -> float:
+    src, dst = np.ones(shape, dtype), np.empty(shape, dtype)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        np.copyto(dst, src)
+    return repeats / (time.perf_counter() - start)
+
+
+def in_process_rate(pool: ProcessPoolExecutor, plan: StreamPlan, workers: int) -> float:
+    start = time.perf_counter()
+    jobs = list(plan.jobs())
+    futures = [pool.submit(compose_batch, job) for job in jobs]
+    count = sum(len(j.indices) for j in jobs)
+    for f in futures:
+        f.result()
+    return count / (time.perf_counter() - start)
+
+
+def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple[float, int]:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 256 << 20)]
+    ) as channel:
+        stub = synthesis_pb2_grpc.SynthesisServiceStub(channel)
+        start = time.perf_counter()
+        count = size = 0
+        for batch in stub.StreamBatches(request):
+            count += len(batch.samples)
+            size += batch.ByteSize()
+        return count / (time.perf_counter() - start), size // max(count, 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--library", type=Path, default=default_root() / "mnfinder/train.json")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--images", type=int, default=200, help="per round and measurement")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    state = SynthState.build(args.library)
+    recipe = Recipe(channels=state.library.channels)
+    batch, count = 16, args.images
+    request = synthesis_pb2.StreamBatchesRequest(seed=1, count=count, batch_size=batch)
+    settings = SynthSettings(library=args.library, port=0, metrics_port=-1, workers=args.workers)
+    server, port = create_server(settings)
+    server.start()
+    plan = server.engine.plan(request)
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("compose", "copy_f32", "copy_u8", "stream", "in_process")
+    }
+    sizes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        state_file = Path(tmp) / "state.pickle"
+        state.save(state_file)
+        with ProcessPoolExecutor(
+            args.workers,
+            multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(str(state_file),),
+        ) as pool:
+            in_process_rate(pool, plan, args.workers)  # start the workers
+            for r in range(args.rounds):
+                rates["compose"].append(compose_rate(state, recipe, args.images // 2, r * 1000))
+                rates["copy_f32"].append(copy_rate((512, 512, 1), np.float32))
+                rates["copy_u8"].append(copy_rate((512, 512, 1), np.uint8))
+                rates["in_process"].append(in_process_rate(pool, plan, args.workers))
+                rate, sizes["raw"] = stream_rate(port, request)
+                rates["stream"].append(rate)
+    png = synthesis_pb2.StreamBatchesRequest(
+        seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
+    )
+    _, sizes["png"] = stream_rate(port, png)
+    server.stop(grace=1)
+
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    result = {
+        "machine_cores": os.cpu_count(),
+        "workers": args.workers,
+        "rounds": args.rounds,
+        "compose_images_per_s_per_core": round(med["compose"], 1),
+        "compose_ms_per_image": round(1000 / med["compose"], 2),
+        "copy_bound_float32_canvas_per_s": round(med["copy_f32"]),
+        "copy_bound_uint8_image_per_s": round(med["copy_u8"]),
+        "compose_vs_copy_bound": round(med["compose"] / med["copy_f32"], 4),
+        "stream_images_per_s": round(med["stream"], 1),
+        "in_process_images_per_s": round(med["in_process"], 1),
+        "stream_efficiency": round(med["stream"] / med["in_process"], 3),
+        "bytes_per_sample_raw": sizes["raw"],
+        "bytes_per_sample_png": sizes["png"],
+    }
+    for key, value in result.items():
+        print(f"{key:36s} {value}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

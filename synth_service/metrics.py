@@ -1,0 +1,49 @@
+"""Prometheus metrics of a synthesis replica, in a registry of its own (one per server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_COMPOSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class SynthMetrics:
+    """Images and bytes streamed, compose time, active streams, errors by code."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.images = Counter(
+            "synthloc_synth_images_streamed", "Samples sent to clients.", registry=self.registry
+        )
+        self.bytes = Counter(
+            "synthloc_synth_bytes_streamed",
+            "Serialized batch bytes sent to clients.",
+            registry=self.registry,
+        )
+        self.compose_seconds = Histogram(
+            "synthloc_synth_compose_seconds",
+            "Composition time per sample (encoding included).",
+            buckets=_COMPOSE_BUCKETS,
+            registry=self.registry,
+        )
+        self.active_streams = Gauge(
+            "synthloc_synth_active_streams",
+            "StreamBatches calls in progress.",
+            registry=self.registry,
+        )
+        self.inflight_batches = Gauge(
+            "synthloc_synth_inflight_batches",
+            "Batches queued or being composed.",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "synthloc_synth_errors",
+            "Failed calls by method and gRPC status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+
+    def record_error(self, method: str, code: object) -> None:
+        """Count one failed call (code: a grpc.StatusCode)."""
+        name = getattr(code, "name", str(code))
+        self.errors.labels(method=method.rsplit("/", 1)[-1], code=name).inc()

@@ -1,0 +1,66 @@
+"""Composition in worker processes: each loads the replica's state once, then composes batches.
+
+Workers return serialized Batch messages, so the serving process only forwards bytes and the
+GIL of the serving process never limits composition.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from synth_service.compose import compose
+from synth_service.encode import encode_sample
+from synth_service.recipe import Recipe
+from synth_service.state import SynthState
+from synthloc.v1 import synthesis_pb2
+
+# Per-process state set by the pool initializer: the standard pattern for process pools,
+# and the only module-level mutable value in the service.
+_STATE: SynthState | None = None
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One batch to compose: global indices and how to encode them."""
+
+    recipe: Recipe
+    recipe_hash: str
+    seed: int
+    indices: tuple[int, ...]
+    encoding: int
+    include_masks: bool
+
+
+def init_worker(state_path: str) -> None:
+    """Pool initializer: load the library and backgrounds of this replica."""
+    global _STATE
+    _STATE = SynthState.load(Path(state_path))
+
+
+def compose_batch(job: BatchJob) -> tuple[bytes, float]:
+    """Compose and serialize one batch; return (Batch bytes, seconds spent composing)."""
+    state = _STATE
+    if state is None:
+        raise RuntimeError("worker used before init_worker ran")
+    return run_job(job, state)
+
+
+def run_job(job: BatchJob, state: SynthState) -> tuple[bytes, float]:
+    """compose_batch without the process-global state (also used in-process)."""
+    start = time.perf_counter()
+    batch = synthesis_pb2.Batch(
+        recipe_hash=job.recipe_hash,
+        library_hash=state.library_hash,
+        class_names=state.library.class_names,
+    )
+    for index in job.indices:
+        sample = compose(
+            job.recipe, state.library, state.backgrounds, job.seed, index, job.include_masks
+        )
+        batch.samples.append(
+            encode_sample(sample, job.encoding, job.include_masks, job.recipe.label_mode)
+        )
+    seconds = time.perf_counter() - start
+    return batch.SerializeToString(), seconds
