@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synth_service.blend import paste
+from synth_service.distractors import paint_distractors
 from synth_service.intensity import to_dtype
 from synth_service.library import ObjectLibrary
 from synth_service.placement import (
@@ -76,19 +77,19 @@ def compose(
     """Compose sample `index` of the stream (recipe, seed) from the library and backgrounds."""
     rng = np.random.default_rng([seed, index])
     canvas = backgrounds.sample(rng, recipe.height, recipe.width)
+    if recipe.distractor_mean > 0:
+        paint_distractors(canvas, rng, recipe.distractor_mean)
     classes = draw_classes(recipe, library, rng)
     placements: list[Placement] = []
-    bounds = np.zeros((len(classes), 4), np.int64)
+    bounds: list[tuple[int, int, int, int]] = []
     # A fixed block of uniforms per sample: consumption never depends on what was placed.
     tries = rng.random((len(classes), _PLACEMENT_TRIES, PLACEMENT_DRAWS))
     looks = rng.random((len(classes), RENDER_DRAWS))
     for class_id, attempts in zip(classes, tries, strict=True):
         for u in attempts:
             candidate = draw_placement(recipe, library, class_id, canvas.shape[:2], u)
-            if candidate is not None and (
-                max_iou(candidate, bounds[: len(placements)]) <= recipe.max_iou
-            ):
-                bounds[len(placements)] = candidate.bounds
+            if candidate is not None and (max_iou(candidate, bounds) <= recipe.max_iou):
+                bounds.append(candidate.bounds)
                 placements.append(candidate)
                 break
     survivors, owner = settle_occlusion(placements, canvas.shape[:2], recipe)
@@ -124,7 +125,7 @@ def compose(
 
 
 def _visible_box(owner: np.ndarray, p: Placement) -> tuple[tuple[int, int, int, int], int]:
-    y0, x0, y1, x1 = p.canvas_window(owner.shape)
+    y0, x0, y1, x1 = p.window
     mine = owner[y0:y1, x0:x1] == p.owner_id
     rows = np.flatnonzero(mine.any(axis=1))
     cols = np.flatnonzero(mine.any(axis=0))
@@ -138,7 +139,7 @@ def _visible_box(owner: np.ndarray, p: Placement) -> tuple[tuple[int, int, int, 
 
 
 def _mark(instance: np.ndarray, owner: np.ndarray, p: Placement, value: int) -> None:
-    y0, x0, y1, x1 = p.canvas_window(owner.shape)
+    y0, x0, y1, x1 = p.window
     window = instance[y0:y1, x0:x1]
     window[owner[y0:y1, x0:x1] == p.owner_id] = value
 

@@ -174,7 +174,7 @@ def box_only_mask(pixels: np.ndarray, bbox: list[float]) -> np.ndarray:
         biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         blob = (labels == biggest).astype(np.uint8)
         # Fill holes: whatever the flood from the border cannot reach is inside the blob.
-        flood = np.pad(1 - blob, 1)
+        flood = np.pad(1 - blob, 1, constant_values=1)
         cv2.floodFill(flood, None, (0, 0), 2)
         blob = (flood[1:-1, 1:-1] != 2).astype(bool)
         mask[y0:y1, x0:x1] = blob

@@ -35,21 +35,8 @@ class Placement:
     left: int
     full_area: int  # hard pixels, including any outside the canvas
     bounds: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of `hard` on the canvas
-
-    def canvas_window(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """(y0, x0, y1, x1) of the patch clipped to a canvas of this shape."""
-        h, w = self.hard.shape
-        return (
-            max(self.top, 0),
-            max(self.left, 0),
-            min(self.top + h, shape[0]),
-            min(self.left + w, shape[1]),
-        )
-
-    def clipped_hard(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The hard mask restricted to the part of the patch inside the canvas."""
-        y0, x0, y1, x1 = self.canvas_window(shape)
-        return self.hard[y0 - self.top : y1 - self.top, x0 - self.left : x1 - self.left]
+    window: tuple[int, int, int, int]  # y0, x0, y1, x1 of the patch clipped to the canvas
+    inside: np.ndarray  # `hard` restricted to the window (the part on the canvas)
 
     def render(
         self,
@@ -74,8 +61,8 @@ class Placement:
         if gamma != 1.0:
             signal = np.maximum(signal, 0) ** np.float32(gamma) + np.minimum(signal, 0)
         signal *= np.float32(_lerp(recipe.contrast, u_contrast))
-        y0, x0, y1, x1 = self.canvas_window(canvas.shape)
-        below = canvas[y0:y1, x0:x1][~self.clipped_hard(canvas.shape)]
+        y0, x0, y1, x1 = self.window
+        below = canvas[y0:y1, x0:x1][~self.inside]
         local = float(below.mean()) if below.size else obj.background_level
         pixels = signal + np.float32(local + _lerp(recipe.brightness, u_bright))
         if u_blur < recipe.blur_probability:
@@ -193,6 +180,10 @@ def draw_placement(
         left = int(u8 * (width - out_w + 1))
     else:
         return None
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + out_h, height), min(left + out_w, width)
+    if y1 <= y0 or x1 <= x0:
+        return None
     return Placement(
         owner_id=0,
         object_index=object_index,
@@ -214,20 +205,22 @@ def draw_placement(
             left + int(cols[-1]) + 1,
             top + int(rows[-1]) + 1,
         ),
+        window=(y0, x0, y1, x1),
+        inside=hard[y0 - top : y1 - top, x0 - left : x1 - left],
     )
 
 
-def max_iou(candidate: Placement, placed: np.ndarray) -> float:
-    """Largest box IoU between a candidate and placed bounds (an (n, 4) x0 y0 x1 y1 array)."""
-    if placed.size == 0:
-        return 0.0
+def max_iou(candidate: Placement, placed: list[tuple[int, int, int, int]]) -> float:
+    """Largest box IoU between a candidate and already placed bounds (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = candidate.bounds
-    iw = np.minimum(placed[:, 2], x1) - np.maximum(placed[:, 0], x0)
-    ih = np.minimum(placed[:, 3], y1) - np.maximum(placed[:, 1], y0)
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    areas = (placed[:, 2] - placed[:, 0]) * (placed[:, 3] - placed[:, 1])
-    union = areas + (x1 - x0) * (y1 - y0) - inter
-    return float((inter / union).max())
+    area = (x1 - x0) * (y1 - y0)
+    worst = 0.0
+    for bx0, by0, bx1, by1 in placed:
+        iw, ih = min(x1, bx1) - max(x0, bx0), min(y1, by1) - max(y0, by0)
+        if iw > 0 and ih > 0:
+            inter = iw * ih
+            worst = max(worst, inter / (area + (bx1 - bx0) * (by1 - by0) - inter))
+    return worst
 
 
 def settle_occlusion(
@@ -244,11 +237,11 @@ def settle_occlusion(
     while True:
         owner = np.zeros(canvas_hw, np.uint16)
         for p in active:
-            y0, x0, y1, x1 = p.canvas_window(canvas_hw)
-            owner[y0:y1, x0:x1][p.clipped_hard(canvas_hw)] = p.owner_id
+            y0, x0, y1, x1 = p.window
+            owner[y0:y1, x0:x1][p.inside] = p.owner_id
         fractions = {}
         for p in active:
-            y0, x0, y1, x1 = p.canvas_window(canvas_hw)
+            y0, x0, y1, x1 = p.window
             visible = int(np.count_nonzero(owner[y0:y1, x0:x1] == p.owner_id))
             fractions[p.owner_id] = visible / p.full_area
         keep = [

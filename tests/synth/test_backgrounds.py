@@ -190,3 +190,23 @@ def test_stardist_nuclei_do_not_survive_with_a_quarter_annotated(data_root: Path
     assert len(bank) == 4
     truth = np.logical_or.reduce(masks)
     assert surviving_object_fraction([removed], bank.kept_regions([(h, w)]), [truth]) < 0.01
+
+
+def test_mnfinder_objects_do_not_survive_from_a_quarter_of_the_annotations(
+    data_root: Path,
+) -> None:
+    from synth_service.backgrounds import clean_images
+    from synth_service.library import LibrarySettings, ObjectLibrary
+
+    full = CocoDataset.load(data_root / "mnfinder" / "val.json")
+    _, sources = ObjectLibrary.from_coco(full, LibrarySettings(annotated_fraction=0.25))
+    settings = BackgroundSettings()
+    cleaned, removed = clean_images(sources.pixels, sources.annotated, settings, seed=0)
+    bank = BackgroundBank.from_cleaned(cleaned, removed, settings)
+    shapes = [p.shape[:2] for p in sources.pixels]
+    truth = [np.zeros(shape, bool) for shape in shapes]
+    for ann in full.annotations:
+        index = ann["image_id"] - 1
+        truth[index] |= segmentation_to_mask(ann["segmentation"], *shapes[index])
+    assert all(a.sum() < t.sum() / 2 for a, t in zip(sources.annotated, truth, strict=True))
+    assert surviving_object_fraction(removed, bank.kept_regions(shapes), truth) < 0.01

@@ -121,3 +121,14 @@ def test_poisson_clone_lands_exactly_where_asked() -> None:
     bright = np.argwhere(cloned[..., 0] > 0.5)
     assert bright.min(axis=0).tolist() == [5, 3] and bright.max(axis=0).tolist() == [8, 5]
     assert poisson_patch(canvas, 0, 30, patch) is None  # too close to the border
+
+
+def test_distractors_change_pixels_but_carry_no_label(disc_library) -> None:
+    plain = dataclasses.replace(EXACT, count_range=(0, 0))
+    debris = dataclasses.replace(plain, distractor_mean=6.0)
+    clean = compose(plain, disc_library, FlatBackground(0.2), 5, 0)
+    dirty = compose(debris, disc_library, FlatBackground(0.2), 5, 0)
+    assert not clean.objects and not dirty.objects
+    assert (clean.image != 51).sum() == 0  # 0.2 * 255 everywhere
+    assert (dirty.image > 51).sum() > 20
+    assert dirty.image_labels.tolist() == [0.0, 0.0]

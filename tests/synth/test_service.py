@@ -209,3 +209,13 @@ def test_health_metrics_and_cancelled_streams(server: SynthServer, stub) -> None
     # Idle RPC threads may stay in the bounded pool (16), but no thread per stream remains.
     assert threading.active_count() <= threads_before + 16
     assert len(multiprocessing.active_children()) == children_before
+
+
+def test_reflection_lists_the_services(server: SynthServer) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"synthloc.v1.SynthesisService", "grpc.health.v1.Health"} <= services
