@@ -5,23 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-LOW_PERCENTILE = 1.0
-HIGH_PERCENTILE = 99.9
+from synthloc.preprocess import percentile_normalize
 
 
 def normalize_intensity(image: np.ndarray) -> np.ndarray:
-    """HW or HWC integer image -> float32 HxWxC, its 1st percentile at 0 and 99.9th at 1.
+    """HW or HWC image -> float32 HxWxC on the common scale (synthloc.preprocess).
 
     Source images differ in bit depth and exposure (mnfinder mixes 8-bit and raw 16-bit);
-    objects and backgrounds from different images only mix well on a common scale. Values
-    are not clipped, so bright objects keep their contrast above 1.
+    objects and backgrounds from different images only mix well on a common scale, and it is
+    the scale the trained models normalise their inputs to.
     """
-    pixels = image.astype(np.float32)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    low, high = np.percentile(pixels, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    scale = float(high - low) or 1.0
-    return (pixels - np.float32(low)) / np.float32(scale)
+    return percentile_normalize(image)
 
 
 def to_dtype(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:

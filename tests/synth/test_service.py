@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from synth_service.server import SynthServer, create_server
 from synth_service.settings import SynthSettings
 from synthloc.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
+from synthloc.wire import image_from_proto
 
 SMALL = synthesis_pb2.Recipe(height=96, width=96)
 
@@ -109,15 +110,13 @@ def test_resume_continues_exactly_where_a_stream_broke(stub) -> None:
 
 
 def test_png_encoding_and_masks(stub) -> None:
-    from synth_service.encode import decode_image
-
     raw = _samples(stub, count=2, seed=3, include_masks=True)
     png = _samples(
         stub, count=2, seed=3, include_masks=True, encoding=common_pb2.IMAGE_ENCODING_PNG
     )
     for a, b in zip(raw, png, strict=True):
-        assert (decode_image(a.image) == decode_image(b.image)).all()
-        labels = decode_image(a.instance_labels)[..., 0]
+        assert (image_from_proto(a.image) == image_from_proto(b.image)).all()
+        labels = image_from_proto(a.instance_labels)[..., 0]
         assert labels.max() == len(a.objects)
         for k, obj in enumerate(a.objects):
             ys, xs = (labels == k + 1).nonzero()
