@@ -3,6 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# torch is installed first, explicitly, so pip never picks a multi-GB CUDA build by accident.
+# For a CPU-only build elsewhere: make TORCH_INDEX=https://download.pytorch.org/whl/cpu env
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: demo test env data lint format protos clean
 
@@ -10,13 +14,14 @@ demo: data  ## fetch the real data, then compose synthetic images from 25 % of i
 	$(BIN)/synthloc synth sample --library "$$($(BIN)/synthloc data path mnfinder/train.json)" \
 		--annotated-fraction 0.25 --count 8 --out out/gallery.png
 
-env: $(VENV)/.installed  ## create .venv and install synthloc with the dev tools
+env: $(VENV)/.installed  ## create .venv and install synthloc with training and dev tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "synthloc needs Python >= 3.10"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	touch $@
 
 data: env  ## download mnfinder + stardist from PyPI once and convert them to COCO

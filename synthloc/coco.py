@@ -8,8 +8,6 @@ JSON file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from synthloc.errors import InvalidInput, NotFound
+from synthloc.files import atomic_write
 
 
 @dataclass
@@ -123,15 +122,7 @@ def _unique_ids(entries: list[dict[str, Any]], kind: str, where: str) -> set[int
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text to path via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def tight_bbox(mask: np.ndarray) -> list[int]:

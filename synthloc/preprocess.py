@@ -25,3 +25,19 @@ def percentile_normalize(
     lo, hi = np.percentile(pixels, [low, high])
     scale = float(hi - lo) or 1.0
     return (pixels - np.float32(lo)) / np.float32(scale)
+
+
+def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """HxWxC float image -> HxWx`channels`: gray is replicated, colour averaged to gray.
+
+    The one channel rule of training, evaluation and serving. Other conversions (say RGB to
+    a 2-channel model) have no meaning and raise ValueError.
+    """
+    have = pixels.shape[2]
+    if have == channels:
+        return pixels
+    if have == 1:
+        return np.repeat(pixels, channels, axis=2)
+    if channels == 1:
+        return pixels.mean(axis=2, keepdims=True)
+    raise ValueError(f"cannot turn a {have}-channel image into {channels} channels")

@@ -1,0 +1,173 @@
+"""An exported localizer on ONNX Runtime: load and validate, preprocess, pad, run, decode.
+
+torch-free. The model card inside the ONNX file says how to preprocess and decode, so a model
+file is all this needs; evaluation uses the same class so it measures what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidArgument,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoSuchFile,
+)
+
+from infer_service.postprocess import Detection, crop_to_image, decode_outputs
+from synthloc.errors import InvalidInput, NotFound
+from synthloc.modelcard import METADATA_KEY, ModelCard
+from synthloc.preprocess import match_channels, percentile_normalize
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+OUTPUT_NAMES = {"detector": ("heatmap", "size", "offset"), "cam": ("logits", "cam")}
+_LOAD_ERRORS = (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile)
+
+
+def _card_of(session: ort.InferenceSession, path: Path) -> ModelCard:
+    """The validated model card stored in the session's model metadata."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in metadata:
+        raise InvalidInput(
+            f"{path}: the ONNX model has no synthloc model card (metadata key "
+            f"{METADATA_KEY!r}); export it with `synthloc export`"
+        )
+    try:
+        card = ModelCard.from_json(metadata[METADATA_KEY])
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from exc
+    if card.preprocessing.type != "percentile":
+        raise InvalidInput(
+            f"{path}: unknown preprocessing {card.preprocessing.type!r}; this synthloc knows "
+            "'percentile'"
+        )
+    return card
+
+
+def _check_graph(session: ort.InferenceSession, card: ModelCard, path: Path) -> None:
+    """Raise InvalidInput unless the graph's inputs and outputs match the card's contract."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != "image" or len(inputs[0].shape) != 4:
+        found = [(i.name, i.shape) for i in inputs]
+        raise InvalidInput(f"{path}: expected one input 'image' [B, C, H, W], found {found}")
+    if inputs[0].shape[1] != card.input_channels:
+        raise InvalidInput(
+            f"{path}: the graph takes {inputs[0].shape[1]} channels but the model card says "
+            f"{card.input_channels}"
+        )
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    expected = OUTPUT_NAMES[card.task]
+    if set(outputs) != set(expected):
+        raise InvalidInput(
+            f"{path}: a {card.task} model must output {list(expected)}, found {list(outputs)}"
+        )
+    classes = outputs["cam" if card.task == "cam" else "heatmap"][1]
+    if isinstance(classes, int) and classes != len(card.class_names):
+        raise InvalidInput(
+            f"{path}: the graph outputs {classes} classes but the model card names "
+            f"{len(card.class_names)}: {list(card.class_names)}"
+        )
+
+
+class OnnxLocalizer:
+    """One exported localizer, ready to localize objects in images of any size."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        session_options: ort.SessionOptions | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise NotFound(f"{self.path}: no such ONNX model file")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path),
+                sess_options=session_options,
+                providers=list(providers or DEFAULT_PROVIDERS),
+            )
+        except _LOAD_ERRORS as exc:
+            raise InvalidInput(f"{self.path}: not a loadable ONNX model ({exc})") from exc
+        self.card = _card_of(self.session, self.path)
+        _check_graph(self.session, self.card, self.path)
+        self.output_names = OUTPUT_NAMES[self.card.task]
+
+    @property
+    def provider(self) -> str:
+        """The execution provider ONNX Runtime actually runs this model on."""
+        return self.session.get_providers()[0]
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """HW/HWC image of any dtype -> normalised float32 CHW, padded bottom/right to the divisor.
+
+        The padding is 0 after normalisation, the image's 1st percentile: the empty background of
+        a fluorescence image. Replicating edges instead would smear objects cut by the border
+        into streaks the model can mistake for objects, and distort the border objects' boxes.
+        """
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+            raise InvalidInput(f"expected a non-empty HW or HWC image, got shape {image.shape}")
+        channels = self.card.input_channels
+        if image.ndim == 3 and image.shape[2] == 4 and channels != 4:
+            image = image[..., :3]  # alpha carries no intensity
+        pre = self.card.preprocessing
+        norm = percentile_normalize(image, pre.low, pre.high)
+        try:
+            norm = match_channels(norm, channels)  # the same rule as training's loaders
+        except ValueError:
+            raise InvalidInput(
+                f"the model takes {channels} channels; cannot convert an image with "
+                f"{image.shape[2]} channels"
+            ) from None
+        h, w = norm.shape[:2]
+        step = self.card.size_divisor
+        padded = np.zeros((channels, -(-h // step) * step, -(-w // step) * step), np.float32)
+        padded[:, :h, :w] = norm.transpose(2, 0, 1)
+        return padded
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw named outputs for a float32 NCHW batch whose H, W are multiples of the divisor."""
+        step, channels = self.card.size_divisor, self.card.input_channels
+        if (
+            batch.dtype != np.float32
+            or batch.ndim != 4
+            or batch.shape[1] != channels
+            or batch.shape[2] % step
+            or batch.shape[3] % step
+        ):
+            raise InvalidInput(
+                f"expected a float32 batch [B, {channels}, H, W] with H, W multiples of {step}, "
+                f"got {batch.dtype} {list(batch.shape)}"
+            )
+        values = self.session.run(list(self.output_names), {"image": batch})
+        return dict(zip(self.output_names, values, strict=True))
+
+    def predict(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        """Detections in the image's own pixel coordinates (HW/HWC, any dtype)."""
+        return self.predict_batch([image], score_threshold)[0]
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], score_threshold: float | None = None
+    ) -> list[list[Detection]]:
+        """Detections per image for images of one size, run as one batch."""
+        if not images:
+            return []
+        shapes = {np.shape(image)[:2] for image in images}
+        if len(shapes) != 1:
+            raise InvalidInput(f"a batch needs images of one size, got {sorted(shapes)}")
+        h, w = shapes.pop()
+        outputs = self.run(np.stack([self.prepare(image) for image in images]))
+        threshold = self.card.score_threshold if score_threshold is None else score_threshold
+        results = []
+        for i in range(len(images)):
+            one = {name: value[i] for name, value in outputs.items()}
+            detections = decode_outputs(self.card.task, one, self.card.stride, threshold)
+            # Padding is bottom/right only, so coordinates need no shift, only cropping.
+            results.append(crop_to_image(detections, w, h))
+        return results
