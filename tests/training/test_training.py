@@ -185,3 +185,37 @@ def test_eval_refuses_a_dataset_with_unknown_categories(
     assert main(["eval", "--model", str(model), "--coco", str(other)]) == 2
     err = capsys.readouterr().err
     assert "categories ['mitosis'] are unknown to the model, which localizes nucleus" in err
+
+
+def test_the_same_command_runs_under_torchrun(tmp_path: Path, data_root: Path) -> None:
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    run = tmp_path / "ddp"
+    done = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "-m",
+            "synthloc.cli",
+            "train",
+            "detector",
+            "--coco",
+            str(data_root / "stardist" / "stardist.json"),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--crop",
+            "128",
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = load_checkpoint(run / "checkpoint.pt")
+    # Two ranks, two shards, each read 3 steps x 2 samples of its own indices.
+    assert state["data_position"] == {"num_shards": 2, "next_index": [12, 13], "phase": 0}
+    assert _samples(run) == [[0, 2], [4, 6], [8, 10]]  # rank 0's log
