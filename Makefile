@@ -27,8 +27,13 @@ $(VENV)/.installed: pyproject.toml
 data: env  ## download mnfinder + stardist from PyPI once and convert them to COCO
 	$(BIN)/synthloc data fetch all
 
-test: env data lint  ## lint, then the whole test suite
+test: env data lint $(BIN)/promtool  ## lint, then the whole test suite
 	$(BIN)/python -m pytest
+
+# promtool checks metric names in the tests; Debian's prometheus package ships it.
+$(BIN)/promtool: | env
+	cd $$(mktemp -d) && apt-get download prometheus >/dev/null && dpkg -x prometheus_*.deb x \
+		&& cp x/usr/bin/promtool $(CURDIR)/$(BIN)/promtool
 
 lint: env
 	$(BIN)/ruff check .

@@ -74,6 +74,21 @@ def _check_graph(session: ort.InferenceSession, card: ModelCard, path: Path) -> 
         )
 
 
+BUCKETS = (256, 384, 512, 768, 1024, 1536, 2048)
+
+
+def bucket(side: int, divisor: int) -> int:
+    """The padded length of an image side: the smallest bucket that holds it, else a multiple
+    of 1024. A few fixed shapes keep ONNX Runtime (and cuDNN) from planning, and caching
+    memory for, every image size it meets; evaluation pads alike, so it measures what serves.
+    """
+    for size in BUCKETS:
+        if side <= size and size % divisor == 0:
+            return size
+    step = max(1024 // divisor, 1) * divisor
+    return -(-side // step) * step
+
+
 class OnnxLocalizer:
     """One exported localizer, ready to localize objects in images of any size."""
 
@@ -127,7 +142,7 @@ class OnnxLocalizer:
             ) from None
         h, w = norm.shape[:2]
         step = self.card.size_divisor
-        padded = np.zeros((channels, -(-h // step) * step, -(-w // step) * step), np.float32)
+        padded = np.zeros((channels, bucket(h, step), bucket(w, step)), np.float32)
         padded[:, :h, :w] = norm.transpose(2, 0, 1)
         return padded
 
@@ -163,11 +178,22 @@ class OnnxLocalizer:
             raise InvalidInput(f"a batch needs images of one size, got {sorted(shapes)}")
         h, w = shapes.pop()
         outputs = self.run(np.stack([self.prepare(image) for image in images]))
+        return [
+            self.detections(
+                {name: value[i] for name, value in outputs.items()}, h, w, score_threshold
+            )
+            for i in range(len(images))
+        ]
+
+    def detections(
+        self,
+        outputs: dict[str, np.ndarray],
+        height: int,
+        width: int,
+        score_threshold: float | None = None,
+    ) -> list[Detection]:
+        """Decode one image's raw outputs (no batch axis) for an image of height x width."""
         threshold = self.card.score_threshold if score_threshold is None else score_threshold
-        results = []
-        for i in range(len(images)):
-            one = {name: value[i] for name, value in outputs.items()}
-            detections = decode_outputs(self.card.task, one, self.card.stride, threshold)
-            # Padding is bottom/right only, so coordinates need no shift, only cropping.
-            results.append(crop_to_image(detections, w, h))
-        return results
+        detections = decode_outputs(self.card.task, outputs, self.card.stride, threshold)
+        # Padding is bottom/right only, so coordinates need no shift, only cropping.
+        return crop_to_image(detections, width, height)

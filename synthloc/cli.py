@@ -19,7 +19,12 @@ from synthloc import __version__
 from synthloc.errors import SynthlocError
 
 # Modules that contribute subcommands, in the order `synthloc --help` lists them.
-COMMAND_MODULES = ("synthloc.datasets.cli", "synth_service.cli", "training.cli")
+COMMAND_MODULES = (
+    "synthloc.datasets.cli",
+    "synth_service.cli",
+    "training.cli",
+    "infer_service.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

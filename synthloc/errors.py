@@ -57,3 +57,17 @@ class IntegrityError(SynthlocError):
 
     grpc_code = grpc.StatusCode.DATA_LOSS
     exit_code = 4
+
+
+class DeadlineExceeded(SynthlocError):
+    """The caller's deadline passed before the work could be done."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    exit_code = 3
+
+
+class Unauthenticated(SynthlocError):
+    """The call carries no valid credentials."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    exit_code = 2

@@ -26,7 +26,7 @@ def test_checked_in_stubs_match_the_protos(tmp_path: Path) -> None:
         if (REPO / rel).read_bytes() != (tmp_path / rel).read_bytes()
     ]
     assert not stale, f"stale generated stubs (run `make protos`): {stale}"
-    checked_in = {p.relative_to(REPO) for p in (REPO / "synthloc" / "v1").glob("*_pb2*")}
+    checked_in = {p.relative_to(REPO) for p in (REPO / "synthloc").glob("*/*_pb2*")}
     assert checked_in <= fresh, f"stubs without a proto: {sorted(checked_in - fresh)}"
 
 
@@ -55,3 +55,18 @@ def test_unset_recipe_fields_are_distinguishable_from_zero() -> None:
     assert request.WhichOneof("length") is None
     request.endless = True
     assert request.WhichOneof("length") == "endless"
+
+
+def test_kserve_v2_service_keeps_its_wire_names() -> None:
+    from synthloc.kserve import grpc_predict_v2_pb2
+
+    service = grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"
+    assert {m.name for m in service.methods} >= {
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    }

@@ -1,0 +1,150 @@
+"""DynamicBatcher: requests for the same model version and input shape run as one batch.
+
+The first request of a batch waits at most `max_queue_delay` for company; a batch runs as soon
+as it is full. The queue is bounded (RESOURCE_EXHAUSTED beyond it) and a request whose
+deadline has passed is dropped before compute (DEADLINE_EXCEEDED), so a backlog never burns
+compute on answers nobody waits for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infer_service.repository import LoadedModel
+from synthloc.errors import DeadlineExceeded, ResourceExhausted
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass
+class _Item:
+    model: LoadedModel
+    image: np.ndarray  # prepared CHW
+    deadline: float | None  # time.monotonic() seconds
+    enqueued: float = field(default_factory=time.monotonic)
+    future: Future = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One request's share of a batch run."""
+
+    outputs: Outputs
+    queue_seconds: float
+    compute_seconds: float
+    batch_size: int
+
+
+class DynamicBatcher:
+    """Groups compatible requests; one worker thread runs the batches."""
+
+    def __init__(
+        self,
+        max_batch_size: int = 8,
+        max_queue_delay: float = 0.002,
+        max_queue_size: int = 64,
+        on_batch: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.max_batch_size, self.max_delay = max(max_batch_size, 1), max_queue_delay
+        self.max_queue_size = max_queue_size
+        self._on_batch = on_batch
+        self._groups: OrderedDict[tuple, list[_Item]] = OrderedDict()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting to run."""
+        return self._queued
+
+    def submit(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> Future:
+        """Queue a prepared CHW image; the future gives a BatchResult or raises."""
+        item = _Item(model, image, deadline)
+        key = (model.name, model.version, id(model.localizer), image.shape)
+        with self._cond:
+            if self._queued >= self.max_queue_size:
+                raise ResourceExhausted(
+                    f"the inference queue is full ({self.max_queue_size} requests waiting); "
+                    "retry with backoff or add replicas"
+                )
+            self._groups.setdefault(key, []).append(item)
+            self._queued += 1
+            self._cond.notify()
+        return item.future
+
+    def _take(self) -> list[_Item] | None:
+        """Block until a batch is due; return it (None when stopped and drained)."""
+        with self._cond:
+            while True:
+                if not self._groups:
+                    if self._stopped:
+                        return None
+                    self._cond.wait()
+                    continue
+                key, items = next(iter(self._groups.items()))
+                wait = items[0].enqueued + self.max_delay - time.monotonic()
+                if len(items) >= self.max_batch_size or wait <= 0 or self._stopped:
+                    batch, rest = items[: self.max_batch_size], items[self.max_batch_size :]
+                    if rest:
+                        self._groups[key] = rest
+                        self._groups.move_to_end(key)
+                    else:
+                        del self._groups[key]
+                    self._queued -= len(batch)
+                    return batch
+                self._cond.wait(timeout=wait)
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            now = time.monotonic()
+            live = []
+            for item in batch:
+                if item.deadline is not None and now > item.deadline:
+                    item.future.set_exception(
+                        DeadlineExceeded(
+                            "the request's deadline passed while it waited in the queue "
+                            f"({now - item.enqueued:.3f} s); allow more time or add replicas"
+                        )
+                    )
+                elif item.future.set_running_or_notify_cancel():
+                    live.append(item)
+            if live:
+                self._run(live, now)
+
+    def _run(self, items: list[_Item], started: float) -> None:
+        model = items[0].model
+        try:
+            outputs = model.localizer.run(np.stack([item.image for item in items]))
+        except Exception as exc:  # delivered to every waiting request, which maps it
+            for item in items:
+                item.future.set_exception(exc)
+            return
+        compute = time.monotonic() - started
+        if self._on_batch is not None:
+            self._on_batch(model.name, model.version, len(items))
+        for i, item in enumerate(items):
+            item.future.set_result(
+                BatchResult(
+                    {name: value[i] for name, value in outputs.items()},
+                    started - item.enqueued,
+                    compute,
+                    len(items),
+                )
+            )
+
+    def stop(self) -> None:
+        """Run what is queued, then end the worker thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()

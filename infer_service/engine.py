@@ -1,0 +1,72 @@
+"""LocalizationEngine: decoded pixels in, detections in original coordinates out. No gRPC."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from infer_service.batcher import DynamicBatcher
+from infer_service.postprocess import Detection
+from infer_service.repository import LoadedModel, ModelRepository
+from synthloc.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Localization:
+    """The answer for one image."""
+
+    model: LoadedModel
+    detections: list[Detection]
+    height: int
+    width: int
+    timings: dict[str, float]  # seconds: queue, compute, postprocess
+    heatmap: np.ndarray | None  # [K, h, w] CAM scores over the original image, if asked
+
+
+class LocalizationEngine:
+    """Prepares images, batches them dynamically and decodes the outputs."""
+
+    def __init__(
+        self, repository: ModelRepository, batcher: DynamicBatcher, default_model: str = ""
+    ) -> None:
+        self.repository, self.batcher, self.default_model = repository, batcher, default_model
+
+    def localize(
+        self,
+        pixels: np.ndarray,
+        model_name: str = "",
+        model_version: str = "",
+        score_threshold: float | None = None,
+        return_heatmap: bool = False,
+        deadline: float | None = None,
+    ) -> Localization:
+        """Localize objects in one HW/HWC image (any dtype)."""
+        model = self.repository.get(model_name, model_version, self.default_model)
+        card = model.localizer.card
+        if return_heatmap and card.task != "cam":
+            raise InvalidInput(f"return_heatmap needs a CAM model; {model.name} is a {card.task}")
+        if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+            raise InvalidInput(f"score_threshold must be in [0, 1], got {score_threshold}")
+        height, width = pixels.shape[:2]
+        prepared = model.localizer.prepare(pixels)
+        result = self.batcher.submit(model, prepared, deadline).result()
+        started = time.monotonic()
+        detections = model.localizer.detections(result.outputs, height, width, score_threshold)
+        heatmap = None
+        if return_heatmap:
+            rows, cols = -(-height // card.stride), -(-width // card.stride)
+            heatmap = 1 / (1 + np.exp(-result.outputs["cam"][:, :rows, :cols]))
+        return Localization(
+            model,
+            detections,
+            height,
+            width,
+            {
+                "queue": result.queue_seconds,
+                "compute": result.compute_seconds,
+                "postprocess": time.monotonic() - started,
+            },
+            heatmap.astype(np.float32) if heatmap is not None else None,
+        )

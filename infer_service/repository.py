@@ -1,0 +1,189 @@
+"""The model repository: ROOT/<model>/<version>/model.onnx, loaded, warmed and hot-swapped.
+
+A scan loads every version it has not seen (newest first, keeping `keep_versions` per model),
+warms it, and only then swaps the new set in with one assignment: a request sees either the
+old set or the new one, never a half-loaded model. A file that fails to load is logged and
+skipped while older versions keep serving; it is retried when it changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from infer_service.localizer import OnnxLocalizer
+from synthloc.errors import FailedPrecondition, NotFound, SynthlocError
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One served model version."""
+
+    name: str
+    version: str
+    localizer: OnnxLocalizer
+    stamp: tuple[int, int]  # (mtime_ns, size) of the file it was loaded from
+
+    @property
+    def provider(self) -> str:
+        return self.localizer.provider
+
+
+@functools.cache
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime can really run on CUDA here, probed once with a one-node model.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even where the CUDA and cuDNN libraries are
+    missing, and then falls back to the CPU with an error in the log; asking first keeps
+    "auto" quiet and honest.
+    """
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "probe",
+            [x],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+    )
+    ort.set_default_logger_severity(4)  # the probe's failure is expected, not news
+    try:
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+        )
+        return session.get_providers()[0] == "CUDAExecutionProvider"
+    except Exception:  # any failure to build a CUDA session means: not usable
+        return False
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def providers_for(device: str) -> list:
+    """ONNX Runtime providers to ask for: CUDA first when wanted and usable, CPU always."""
+    cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+    if device == "cuda" or (device == "auto" and cuda_usable()):
+        return [cuda, "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _version_key(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)
+
+
+class ModelRepository:
+    """Thread-safe view of the loaded models, refreshed by scan()."""
+
+    def __init__(
+        self, root: Path, device: str = "auto", keep_versions: int = 2, require_gpu: bool = False
+    ) -> None:
+        if not root.is_dir():
+            raise NotFound(
+                f"{root}: no such model repository (expected ROOT/<model>/<version>/{MODEL_FILE})"
+            )
+        self.root, self.device = root, device
+        self.keep_versions, self.require_gpu = max(keep_versions, 1), require_gpu
+        self._models: dict[str, dict[str, LoadedModel]] = {}
+        self._failed: dict[Path, tuple[int, int]] = {}
+        self._lock = threading.Lock()  # one scan at a time; readers never wait
+
+    def scan(self) -> list[str]:
+        """Load new versions, drop removed or surplus ones; return what changed (for logs)."""
+        with self._lock:
+            current = self._models
+            fresh: dict[str, dict[str, LoadedModel]] = {}
+            changes = []
+            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                versions = sorted(
+                    (v for v in model_dir.iterdir() if (v / MODEL_FILE).is_file()),
+                    key=lambda v: _version_key(v.name),
+                    reverse=True,
+                )
+                kept: dict[str, LoadedModel] = {}
+                for version_dir in versions:
+                    if len(kept) == self.keep_versions:
+                        break
+                    loaded = self._load(model_dir.name, version_dir, current)
+                    if loaded is not None:
+                        if current.get(model_dir.name, {}).get(loaded.version) is not loaded:
+                            changes.append(
+                                f"loaded {loaded.name}/{loaded.version} on {loaded.provider}"
+                            )
+                        kept[loaded.version] = loaded
+                if kept:
+                    fresh[model_dir.name] = kept
+            for name, versions_now in current.items():
+                for version in versions_now:
+                    if version not in fresh.get(name, {}):
+                        changes.append(f"unloaded {name}/{version}")
+            self._models = fresh  # the atomic swap
+            return changes
+
+    def _load(self, name: str, version_dir: Path, current: dict) -> LoadedModel | None:
+        path = version_dir / MODEL_FILE
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        old = current.get(name, {}).get(version_dir.name)
+        if old is not None and old.stamp == stamp:
+            return old
+        if self._failed.get(path) == stamp:
+            return None  # already reported; retried once the file changes
+        try:
+            localizer = OnnxLocalizer(path, providers_for(self.device))
+            if self.require_gpu and localizer.provider != "CUDAExecutionProvider":
+                raise FailedPrecondition(
+                    f"{path}: runs on {localizer.provider}, and --require-gpu is set; check "
+                    "the CUDA and cuDNN libraries ONNX Runtime needs"
+                )
+            self._warm(localizer)
+        except FailedPrecondition:
+            raise
+        except SynthlocError as exc:
+            self._failed[path] = stamp
+            log.error(
+                "model %s/%s rejected, older versions keep serving: %s", name, version_dir.name, exc
+            )
+            return None
+        self._failed.pop(path, None)
+        return LoadedModel(name, version_dir.name, localizer, stamp)
+
+    @staticmethod
+    def _warm(localizer: OnnxLocalizer) -> None:
+        """One run, so the first request does not pay for session initialisation."""
+        card = localizer.card
+        localizer.run(np.zeros((1, card.input_channels, 256, 256), np.float32))
+
+    def list(self) -> list[LoadedModel]:
+        """Every loaded version, by model name then newest version first."""
+        models = self._models
+        return [m for name in sorted(models) for m in models[name].values()]
+
+    def get(self, name: str = "", version: str = "", default: str = "") -> LoadedModel:
+        """A loaded model; NotFound names what is loaded instead."""
+        models = self._models
+        name = name or default or (min(models) if models else "")
+        if name not in models:
+            loaded = ", ".join(sorted(models)) or "none"
+            raise NotFound(f"model {name!r} is not loaded (loaded: {loaded})")
+        versions = models[name]
+        if not version:
+            return versions[max(versions, key=_version_key)]
+        if version not in versions:
+            raise NotFound(
+                f"model {name!r} has no loaded version {version!r} "
+                f"(loaded: {', '.join(sorted(versions, key=_version_key))})"
+            )
+        return versions[version]

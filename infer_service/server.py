@@ -1,0 +1,188 @@
+"""An inference replica: gRPC (LocalizationService + KServe v2), health, reflection, TLS,
+auth, metrics endpoint, repository polling and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from infer_service.auth import BearerTokenInterceptor
+from infer_service.batcher import DynamicBatcher
+from infer_service.engine import LocalizationEngine
+from infer_service.metrics import InferMetrics
+from infer_service.repository import ModelRepository
+from infer_service.servicer import SERVICE_NAME, LocalizationServicer
+from infer_service.settings import InferSettings
+from synthloc.errors import FailedPrecondition, InvalidInput
+from synthloc.grpc_errors import ErrorInterceptor
+from synthloc.v1 import localization_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(settings: InferSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise InvalidInput("tls_client_ca needs tls_cert and tls_key too")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InvalidInput("TLS needs both tls_cert and tls_key")
+    try:
+        pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+        ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read a TLS file: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+class InferServer:
+    """Owns the gRPC server, repository, batcher, poller and metrics endpoint."""
+
+    def __init__(self, settings: InferSettings) -> None:
+        self.settings = settings
+        self.metrics = InferMetrics()
+        self.repository = ModelRepository(
+            settings.models, settings.device, settings.keep_versions, settings.require_gpu
+        )
+        changes = self.repository.scan()
+        if not self.repository.list():
+            raise FailedPrecondition(
+                f"{settings.models}: no loadable model (expected "
+                "<model>/<version>/model.onnx exported by synthloc)"
+            )
+        for change in changes:
+            log.info("%s", change)
+        self.metrics.show_models(self.repository.list())
+        self.batcher = DynamicBatcher(
+            settings.max_batch_size,
+            settings.max_queue_delay_ms / 1000,
+            settings.max_queue_size,
+            on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
+        )
+        self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
+        self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)
+        self.health = health.HealthServicer()
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        interceptors: list[grpc.ServerInterceptor] = []
+        if settings.auth_token:
+            interceptors.append(BearerTokenInterceptor(settings.auth_token))
+        interceptors.append(ErrorInterceptor())
+        limit = settings.max_message_bytes
+        self.server = grpc.server(
+            ThreadPoolExecutor(settings.rpc_threads, thread_name_prefix="infer-rpc"),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", limit),
+            ],
+        )
+        servicer = LocalizationServicer(
+            self.engine, self.metrics, settings.max_pixels, settings.max_batch_size
+        )
+        localization_pb2_grpc.add_LocalizationServiceServicer_to_server(servicer, self.server)
+        names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        names += self._add_kserve()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(names, self.server)
+        address = f"{settings.host}:{settings.port}"
+        credentials = _credentials(settings)
+        self.port = (
+            self.server.add_secure_port(address, credentials)
+            if credentials
+            else self.server.add_insecure_port(address)
+        )
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        self.metrics_port: int | None = None
+        self._httpd = None
+        self._stop_polling = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="repository-poll", daemon=True)
+
+    def _add_kserve(self) -> list[str]:
+        try:
+            from infer_service.kserve import (
+                SERVICE_NAME as KSERVE,
+            )
+            from infer_service.kserve import (
+                KServeServicer,
+                add_kserve_to_server,
+            )
+        except ImportError:  # the KServe stubs are optional until generated
+            return []
+        add_kserve_to_server(
+            KServeServicer(self.repository, self.batcher, self._ready), self.server
+        )
+        return [KSERVE]
+
+    def _ready(self) -> bool:
+        return not self._stop_polling.is_set() and bool(self.repository.list())
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def _poll(self) -> None:
+        while not self._stop_polling.wait(self.settings.poll_seconds):
+            try:
+                for change in self.repository.scan():
+                    log.info("%s", change)
+                self.metrics.show_models(self.repository.list())
+            except Exception:  # the poller must outlive any one bad scan
+                log.exception("repository scan failed; serving the previous models")
+
+    def start(self) -> None:
+        """Serve, then report SERVING (models are loaded and warmed by now)."""
+        self.server.start()
+        if self.settings.metrics_port >= 0:
+            self._httpd, _ = start_http_server(
+                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+            )
+            self.metrics_port = self._httpd.server_port
+        if self.settings.poll_seconds > 0:
+            self._poller.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "inference service on %s:%d (metrics on port %s): %s",
+            self.settings.host,
+            self.port,
+            self.metrics_port,
+            ", ".join(f"{m.name}/{m.version} on {m.provider}" for m in self.repository.list()),
+        )
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new calls, finish in-flight ones within the grace."""
+        self.health.enter_graceful_shutdown()
+        self._stop_polling.set()
+        self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
+        self.batcher.stop()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+def create_server(settings: InferSettings) -> tuple[InferServer, int]:
+    """Load the repository and bind the port; not started yet."""
+    server = InferServer(settings)
+    return server, server.port
+
+
+def serve(settings: InferSettings) -> int:
+    """Run until SIGTERM or SIGINT, then drain and return 0."""
+    server, _ = create_server(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    stop.wait()
+    log.info("draining (grace %.1f s)", settings.grace_seconds)
+    server.stop()
+    return 0

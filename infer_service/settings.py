@@ -1,0 +1,54 @@
+"""InferSettings: the one configuration object of the inference service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PREFIX = "SYNTHLOC_INFER_"
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """Every knob of an inference replica; env SYNTHLOC_INFER_<NAME> or `synthloc infer serve`."""
+
+    models: Path = Path("models")
+    """Model repository: ROOT/<model>/<version>/model.onnx."""
+    host: str = "127.0.0.1"
+    """Interface to bind; 0.0.0.0 or [::] in containers."""
+    port: int = 8001
+    """gRPC port for LocalizationService and the KServe v2 protocol (0 picks a free one)."""
+    metrics_port: int = 8002
+    """Prometheus /metrics port (0 picks a free one; -1 disables)."""
+    device: str = "auto"
+    """auto (CUDA when ONNX Runtime can use it, else CPU), cuda or cpu."""
+    require_gpu: bool = False
+    """Refuse to start unless every model runs on the CUDA provider."""
+    max_batch_size: int = 8
+    """Largest batch the dynamic batcher forms."""
+    max_queue_delay_ms: float = 2.0
+    """How long the first request of a batch waits for company."""
+    max_queue_size: int = 64
+    """Requests waiting beyond this are refused with RESOURCE_EXHAUSTED."""
+    max_pixels: int = 64 * 1024 * 1024
+    """Largest image (height x width) accepted."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message received or sent."""
+    poll_seconds: float = 10.0
+    """How often the repository is scanned for new or removed versions (0 = never)."""
+    keep_versions: int = 2
+    """Version policy: serve the newest N versions of each model."""
+    default_model: str = ""
+    """Model used when a request names none (empty: the first in name order)."""
+    tls_cert: Path | None = None
+    """Server certificate (PEM); with tls_key, the port speaks TLS."""
+    tls_key: Path | None = None
+    """Server private key (PEM)."""
+    tls_client_ca: Path | None = None
+    """CA bundle (PEM) for client certificates; set it to require mutual TLS."""
+    auth_token: str = ""
+    """When set, every call needs metadata `authorization: Bearer <token>`."""
+    rpc_threads: int = 32
+    """Threads serving RPCs."""
+    grace_seconds: float = 10.0
+    """On SIGTERM, time in-flight requests get to finish."""
