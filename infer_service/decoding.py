@@ -56,7 +56,7 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # through; the price is that a bug of ours in DICOM handling reads as a corrupt file.
 _DICOM_ERRORS = (InvalidDicomError, BytesLengthException, ValueError, TypeError, KeyError)
 _DICOM_ERRORS += (IndexError, AttributeError, EOFError, OverflowError, NotImplementedError)
-_DICOM_ERRORS += (RuntimeError, struct.error, zlib.error)  # RuntimeError: "all plugins failed"
+_DICOM_ERRORS += (OSError, RuntimeError, struct.error, zlib.error)  # OSError: "no tag to read"
 _TENSOR_DTYPES = {
     common_pb2.DTYPE_UINT8: np.dtype("<u1"),
     common_pb2.DTYPE_UINT16: np.dtype("<u2"),
@@ -235,6 +235,9 @@ def _file_meta(data: bytes) -> tuple[UID, int]:
     fp = BytesIO(data)
     read_preamble(fp, False)
     meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2)
+    # Iterating converts every element, refusing what dcmread would reread as implicit VR, so
+    # the syntax checked here (Deflated: before inflating) is the one dcmread acts on.
+    list(meta)
     syntax = meta.get("TransferSyntaxUID")
     if not syntax:
         raise InvalidInput("corrupt DICOM: its file meta has no Transfer Syntax UID (0002,0010)")
@@ -294,9 +297,9 @@ def _dicom_pixels(ds: Dataset, syntax: UID, max_pixels: int) -> np.ndarray:
     return _rescale(pixels, ds) if photometric.startswith("MONOCHROME") else pixels
 
 
-def _check_rle_size(ds: Dataset, samples: int) -> None:
+def _check_rle_size(ds: Dataset, frame_samples: int) -> None:
     """RLE output is up to 64x its input: refuse more data than an encoded frame can need."""
-    frame_bytes = samples * math.ceil(int(ds.BitsAllocated) / 8)
+    frame_bytes = frame_samples * math.ceil(int(ds.BitsAllocated) / 8)
     limit = frame_bytes * 129 // 128 + 64 + 1024  # literal runs, the header, item tags, slack
     if len(ds.PixelData) > limit:
         raise InvalidInput(

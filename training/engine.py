@@ -132,7 +132,6 @@ def train(settings: TrainSettings) -> Path:
         batch_size=settings.batch_size,
         collate_fn=collate,
         num_workers=settings.loader_workers,
-        persistent_workers=settings.loader_workers > 0,
     )
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -168,32 +167,36 @@ def train(settings: TrainSettings) -> Path:
 
     net.train()
     stop_at = min(settings.until or settings.steps, settings.steps)
-    for batch_images, targets in loader:
-        if step >= stop_at:
-            break
-        indices = [int(t["index"]) for t in targets]
-        position.consumed(indices, settings.loader_workers)
-        batch_images = batch_images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            outputs = net(batch_images)
-        loss, _ = compute_loss(settings.task, outputs, targets, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        images += len(indices) * world
-        history.append([step, float(loss.detach())])
-        if seen_log is not None:
-            seen_log.write(json.dumps({"step": step, "indices": indices}) + "\n")
-        rate = images / (time.perf_counter() - started)
-        bar.set_postfix(loss=f"{history[-1][1]:.4f}", img_s=f"{rate:.1f}")
-        bar.update(1)
-        if step % settings.checkpoint_every == 0 or step == stop_at:
-            snap = snapshot()
-            if rank == 0:
-                save_checkpoint(ckpt_path, snap)
+    batches = iter(loader)
+    try:
+        while step < stop_at:
+            batch_images, targets = next(batches)
+            indices = [int(t["index"]) for t in targets]
+            position.consumed(indices, settings.loader_workers)
+            batch_images = batch_images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                outputs = net(batch_images)
+            loss, _ = compute_loss(settings.task, outputs, targets, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            images += len(indices) * world
+            history.append([step, float(loss.detach())])
+            if seen_log is not None:
+                seen_log.write(json.dumps({"step": step, "indices": indices}) + "\n")
+            rate = images / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{history[-1][1]:.4f}", img_s=f"{rate:.1f}")
+            bar.update(1)
+            if step % settings.checkpoint_every == 0 or step == stop_at:
+                snap = snapshot()
+                if rank == 0:
+                    save_checkpoint(ckpt_path, snap)
+    finally:
+        # Stop the loader's workers now, while the stream they read still exists.
+        del batches
     bar.close()
     if seen_log is not None:
         seen_log.close()

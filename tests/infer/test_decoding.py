@@ -340,6 +340,7 @@ FUZZ_SEEDS = [
     dicom("SC_rgb_rle.dcm"),
     dicom("MR_small_bigendian.dcm"),
     dicom("rtdose_1frame.dcm"),
+    rewrite(dicom("examples_palette.dcm"), Rows=8, Columns=8, PixelData=bytes(range(64))),
 ]
 EDGE_INTS = [0, 1, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]
 HEADS = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", bytes(128) + b"DICM"]
