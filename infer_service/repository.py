@@ -80,6 +80,14 @@ def providers_for(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
+def session_options() -> ort.SessionOptions:
+    """Serving options: ONNX Runtime's worker threads sleep instead of spinning between runs,
+    which on a small machine would take the cores that decode and answer the next requests."""
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
@@ -142,7 +150,7 @@ class ModelRepository:
         if self._failed.get(path) == stamp:
             return None  # already reported; retried once the file changes
         try:
-            localizer = OnnxLocalizer(path, providers_for(self.device))
+            localizer = OnnxLocalizer(path, providers_for(self.device), session_options())
             if self.require_gpu and localizer.provider != "CUDAExecutionProvider":
                 raise FailedPrecondition(
                     f"{path}: runs on {localizer.provider}, and --require-gpu is set; check "

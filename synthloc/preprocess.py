@@ -12,6 +12,28 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.9
 
 
+def percentiles(image: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """np.percentile(image, qs) (linear interpolation), in one counting pass for 8/16-bit.
+
+    Sorting 262,144 pixels to find two of them took most of a 512x512 request's
+    preprocessing; integer images up to 16 bits have at most 65,536 values, so a histogram
+    finds the same order statistics in linear time.
+    """
+    if image.dtype not in (np.uint8, np.uint16):
+        return [float(v) for v in np.percentile(image, qs)]
+    flat = image.ravel()
+    cdf = np.cumsum(np.bincount(flat, minlength=256 if image.dtype == np.uint8 else 0))
+    n = flat.size
+    result = []
+    for q in qs:
+        rank = q / 100 * (n - 1)
+        below = int(np.floor(rank))
+        low = int(np.searchsorted(cdf, below + 1))  # the value of order statistic `below`
+        high = int(np.searchsorted(cdf, min(below + 2, n)))
+        result.append(low + (high - low) * (rank - below))
+    return result
+
+
 def percentile_normalize(
     image: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE
 ) -> np.ndarray:
@@ -19,12 +41,14 @@ def percentile_normalize(
 
     Values are not clipped: bright objects keep their contrast above 1.
     """
+    lo, hi = percentiles(image, (low, high))
+    scale = float(hi - lo) or 1.0
     pixels = image.astype(np.float32)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    lo, hi = np.percentile(pixels, [low, high])
-    scale = float(hi - lo) or 1.0
-    return (pixels - np.float32(lo)) / np.float32(scale)
+    pixels -= np.float32(lo)
+    pixels *= np.float32(1.0 / scale)
+    return pixels
 
 
 def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
