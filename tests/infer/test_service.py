@@ -312,3 +312,37 @@ def test_drain_finishes_in_flight_requests(repo: Path) -> None:
         server.stop(grace=5)
         assert len(future.result().detections) == 1
         assert time.monotonic() - started < 5
+
+
+def test_require_gpu_fails_loudly_on_a_cpu_machine(repo: Path) -> None:
+    from infer_service.repository import cuda_usable
+    from synthloc.errors import FailedPrecondition
+
+    if cuda_usable():  # on a GPU host the model really runs on CUDA and startup succeeds
+        server = _start(repo, require_gpu=True)
+        assert server.repository.list()[0].provider == "CUDAExecutionProvider"
+        server.stop(grace=1)
+        return
+    with pytest.raises(FailedPrecondition, match="runs on CPUExecutionProvider, and --require-gpu"):
+        create_server(InferSettings(models=repo, port=0, metrics_port=-1, require_gpu=True))
+
+
+def test_health_goes_serving_on_start_and_reflection_lists_services(repo: Path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    server, _ = create_server(InferSettings(models=repo, port=0, metrics_port=-1, poll_seconds=0))
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service="synthloc.v1.LocalizationService")
+        # Created (models loaded) but not started: the health servicer already says no.
+        assert server.health.Check(check, None).status == (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        server.start()
+        assert health.Check(check).status == health_pb2.HealthCheckResponse.SERVING
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert {"synthloc.v1.LocalizationService", "inference.GRPCInferenceService"} <= services
+    server.stop(grace=1)
