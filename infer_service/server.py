@@ -16,6 +16,8 @@ from prometheus_client import start_http_server
 from infer_service.auth import BearerTokenInterceptor
 from infer_service.batcher import DynamicBatcher
 from infer_service.engine import LocalizationEngine
+from infer_service.kserve import SERVICE_NAME as KSERVE_SERVICE
+from infer_service.kserve import KServeServicer, add_kserve_to_server
 from infer_service.metrics import InferMetrics
 from infer_service.repository import ModelRepository
 from infer_service.servicer import SERVICE_NAME, LocalizationServicer
@@ -90,7 +92,10 @@ class InferServer:
         )
         localization_pb2_grpc.add_LocalizationServiceServicer_to_server(servicer, self.server)
         names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
-        names += self._add_kserve()
+        add_kserve_to_server(
+            KServeServicer(self.repository, self.batcher, self._ready), self.server
+        )
+        names.append(KSERVE_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(names, self.server)
         address = f"{settings.host}:{settings.port}"
@@ -106,22 +111,6 @@ class InferServer:
         self._httpd = None
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="repository-poll", daemon=True)
-
-    def _add_kserve(self) -> list[str]:
-        try:
-            from infer_service.kserve import (
-                SERVICE_NAME as KSERVE,
-            )
-            from infer_service.kserve import (
-                KServeServicer,
-                add_kserve_to_server,
-            )
-        except ImportError:  # the KServe stubs are optional until generated
-            return []
-        add_kserve_to_server(
-            KServeServicer(self.repository, self.batcher, self._ready), self.server
-        )
-        return [KSERVE]
 
     def _ready(self) -> bool:
         return not self._stop_polling.is_set() and bool(self.repository.list())

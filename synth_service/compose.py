@@ -12,6 +12,7 @@ box is tight to the visible part of its object.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class Sample:
     instance_labels: np.ndarray | None  # uint16 (H, W): objects[k] has value k + 1
 
 
-class BackgroundSource:
+class BackgroundSource(Protocol):
     """What compose needs from backgrounds (satisfied by backgrounds.BackgroundBank)."""
 
     def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray: ...
