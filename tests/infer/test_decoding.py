@@ -19,6 +19,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import RLELossless
 
 from infer_service import decoding
+from infer_service import dicom as dicom_module
 from infer_service.decoding import DecodedImage, decode_image_bytes, decode_tensor, dicom_summary
 from synthloc.errors import InvalidInput, ResourceExhausted
 from synthloc.v1 import common_pb2
@@ -192,7 +193,7 @@ def test_dicom_refusals_say_why(source, fragment: str) -> None:
 
 
 def test_dicom_above_the_limit_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decoding, "pixel_array", pytest.fail)
+    monkeypatch.setattr(dicom_module, "pixel_array", pytest.fail)
     with pytest.raises(ResourceExhausted, match=r"128x128 = 16384 pixels.* limit of 16383 pixels"):
         decode_image_bytes(dicom("CT_small.dcm"), 128 * 128 - 1)
 
