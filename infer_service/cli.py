@@ -1,4 +1,4 @@
-"""`synthloc infer serve` and `synthloc localize` (a small client for people and scripts)."""
+"""`synthloc infer serve`, and the clients `synthloc localize` and `synthloc pacs`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infer_service.settings import ENV_PREFIX, InferSettings
 from synthloc.settings import load_settings
 
+if TYPE_CHECKING:  # imported when a command runs, so that `synthloc --help` stays fast
+    from infer_service.client import LocalizationClient
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `infer serve` and `localize`."""
+    """Register `infer serve`, `localize` and `pacs`."""
     infer = subparsers.add_parser("infer", help="the inference service")
     commands = infer.add_subparsers(dest="infer_command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -51,10 +55,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="overlay PNG (one file: this name; several: <stem>_<file stem>.png)",
     )
-    loc.add_argument("--token", help="bearer token")
-    loc.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
+    _client_flags(loc)
     loc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     loc.set_defaults(run=run_localize)
+
+    pacs = subparsers.add_parser(
+        "pacs",
+        help="localize every DICOM file of a folder, results as JSON next to each file",
+        description="Sends every DICOM Part-10 file of FOLDER (recognised by its 'DICM' "
+        "preamble, whatever its name) to the inference service and writes the result next to "
+        "it as <file>.synthloc.json: model, boxes in pixels, class names, scores and the "
+        "file's SOP Instance, Series and Study UIDs; never patient name or ID.",
+        epilog="Exit codes: 0 every file has a result (new or kept); 2 some file was refused "
+        "(bad or unsupported DICOM, unknown model, bad flag); 3 the server was unreachable or "
+        "too slow; 1 the server failed internally. When files fail for different reasons, the "
+        "largest code wins. Failed files get no result file, so a rerun retries them.",
+    )
+    pacs.add_argument("folder", type=Path, help="folder with DICOM files")
+    pacs.add_argument("--server", default="127.0.0.1:8001", help="HOST:PORT")
+    pacs.add_argument("--model", default="", help="model name (default: the server's)")
+    pacs.add_argument("--version", default="", help="model version (default: newest)")
+    pacs.add_argument("--threshold", type=float, help="score threshold (default: the model's)")
+    pacs.add_argument("--recursive", action="store_true", help="include subfolders")
+    pacs.add_argument("--overwrite", action="store_true", help="redo files that have results")
+    _client_flags(pacs)
+    pacs.set_defaults(run=run_pacs)
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token", help="bearer token")
+    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", type=Path, help="client private key (mutual TLS)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -65,13 +97,24 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(load_settings(InferSettings, ENV_PREFIX, overrides))
 
 
-def run_localize(args: argparse.Namespace) -> int:
+def _client(args: argparse.Namespace) -> LocalizationClient:
     from infer_service.client import LocalizationClient
+
+    return LocalizationClient(
+        args.server,
+        token=args.token,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def run_localize(args: argparse.Namespace) -> int:
     from infer_service.decoding import decode_image_bytes
     from infer_service.overlay import draw_overlay
     from synthloc.imageio import write_png
 
-    with LocalizationClient(args.server, token=args.token, tls_ca=args.tls_ca) as client:
+    with _client(args) as client:
         for path in args.files:
             result = client.localize_file(path, args.model, args.version, args.score_threshold)
             if args.json:
@@ -88,3 +131,36 @@ def run_localize(args: argparse.Namespace) -> int:
                 write_png(out, draw_overlay(pixels, result.detections))
                 print(f"overlay: {out}")
     return 0
+
+
+def run_pacs(args: argparse.Namespace) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from infer_service.client import check_threshold
+    from infer_service.pacs import localize_folder
+    from synthloc.errors import NotFound
+
+    check_threshold(args.threshold)
+    if not args.folder.is_dir():
+        raise NotFound(f"{args.folder}: no such folder")
+    with _client(args) as client:
+        served = client.list_models()  # fails fast (exit 3) when the server is unreachable
+        if args.model and args.model not in served.names():
+            raise NotFound(
+                f"--model: {args.model!r} is not served by {args.server} "
+                f"(served: {', '.join(served.names()) or 'none'})"
+            )
+        report = localize_folder(
+            client,
+            args.folder,
+            model=args.model,
+            version=args.version,
+            threshold=args.threshold,
+            recursive=args.recursive,
+            overwrite=args.overwrite,
+            on_error=lambda path, error: tqdm.write(f"{path}: {error}", file=sys.stderr),
+        )
+    print(report.summary(args.folder))
+    return report.exit_code

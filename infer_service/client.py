@@ -1,127 +1,235 @@
-"""LocalizationClient: a small typed client for the inference service."""
+"""LocalizationClient: a small typed client for the inference service.
+
+    with LocalizationClient("127.0.0.1:8001") as client:
+        result = client.localize("slide.png", threshold=0.4)
+        for found in result.detections:
+            print(found.class_name, found.score, found.box)
+
+Failed calls raise the synthloc.errors class of their status code (InvalidInput, NotFound,
+Unavailable, ...), with a message that names the server and repeats its explanation.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
-import grpc
+import numpy as np
 
-from synthloc.errors import NotFound
-from synthloc.v1 import localization_pb2, localization_pb2_grpc
+from infer_service.client_types import (
+    Found,
+    ImageInput,
+    LocalizeResult,
+    ModelInfo,
+    ModelList,
+    StreamItem,
+)
+from synthloc.errors import InvalidInput, NotFound, SynthlocError
+from synthloc.rpc_client import ServiceClient, error_from_status, status_code
+from synthloc.v1 import common_pb2, localization_pb2, localization_pb2_grpc
 
+__all__ = ["Found", "LocalizationClient", "LocalizeResult", "ModelInfo", "ModelList", "StreamItem"]
 
-@dataclass(frozen=True)
-class Found:
-    """One localized object, in the original image's pixels."""
-
-    class_name: str
-    score: float
-    box: tuple[float, float, float, float]  # x, y, width, height
-    point: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class LocalizeResult:
-    """The service's answer for one image."""
-
-    detections: list[Found]
-    model: str
-    version: str
-    provider: str
-    height: int
-    width: int
-    total_ms: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def table(self, title: str) -> str:
-        """Human-readable summary."""
-        lines = [
-            f"{title}: {len(self.detections)} objects ({self.model}/{self.version} on "
-            f"{self.provider}, {self.total_ms:.1f} ms)"
-        ]
-        lines += [
-            f"  {d.class_name:<14} {d.score:5.2f}  x={d.box[0]:7.1f} y={d.box[1]:7.1f} "
-            f"w={d.box[2]:6.1f} h={d.box[3]:6.1f}"
-            for d in self.detections
-        ]
-        return "\n".join(lines)
+_TENSOR_DTYPES = {
+    np.dtype(np.uint8): common_pb2.DTYPE_UINT8,
+    np.dtype(np.uint16): common_pb2.DTYPE_UINT16,
+    np.dtype(np.float32): common_pb2.DTYPE_FLOAT32,
+}
 
 
-class LocalizationClient:
-    """Calls LocalizationService at `target` (host:port), optionally with TLS and a token."""
+class LocalizationClient(ServiceClient):
+    """Calls synthloc.v1.LocalizationService at `target` (see ServiceClient for TLS and tokens)."""
 
-    def __init__(
+    service_name = "synthloc.v1.LocalizationService"
+    description = "inference service"
+    stub_class = localization_pb2_grpc.LocalizationServiceStub
+
+    def localize(
         self,
-        target: str,
-        token: str | None = None,
-        tls_ca: Path | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        options = [
-            ("grpc.max_send_message_length", 64 << 20),
-            ("grpc.max_receive_message_length", 64 << 20),
-        ]
-        if tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())
-            self._channel = grpc.secure_channel(target, creds, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = localization_pb2_grpc.LocalizationServiceStub(self._channel)
-        self._metadata = [("authorization", f"Bearer {token}")] if token else []
-        self.timeout = timeout
-
-    def __enter__(self) -> LocalizationClient:
-        return self
-
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
+        image: ImageInput,
+        *,
+        model: str = "",
+        version: str = "",
+        threshold: float | None = None,
+        return_heatmap: bool = False,
+        request_id: str = "",
+    ) -> LocalizeResult:
+        """Localize objects in one image: encoded bytes (PNG, JPEG, TIFF, DICOM), a file path,
+        or an HW / HWC array (uint8, uint16 or float32). Empty model and version: the server's
+        default model, newest version; threshold None: the model card's."""
+        request = build_request(image, model, version, threshold, return_heatmap, request_id)
+        return result_from_reply(self._unary(self._stub.Localize, request))
 
     def localize_bytes(
         self, data: bytes, model: str = "", version: str = "", score_threshold: float | None = None
     ) -> LocalizeResult:
         """Localize objects in an encoded image (PNG, JPEG, TIFF or DICOM bytes)."""
-        request = localization_pb2.LocalizeRequest(
-            encoded_image=data, model_name=model, model_version=version
-        )
-        if score_threshold is not None:
-            request.score_threshold = score_threshold
-        reply = self._stub.Localize(request, timeout=self.timeout, metadata=self._metadata)
-        return LocalizeResult(
-            detections=[
-                Found(
-                    d.class_name,
-                    d.score,
-                    (d.box.x, d.box.y, d.box.width, d.box.height),
-                    (d.point.x, d.point.y),
-                )
-                for d in reply.detections
-            ],
-            model=reply.model_name,
-            version=reply.model_version,
-            provider=reply.provider,
-            height=reply.image_height,
-            width=reply.image_width,
-            total_ms=reply.timings.total_ms,
-        )
+        return self.localize(data, model=model, version=version, threshold=score_threshold)
 
     def localize_file(
         self, path: Path, model: str = "", version: str = "", score_threshold: float | None = None
     ) -> LocalizeResult:
         """Localize objects in an image file."""
-        if not path.is_file():
-            raise NotFound(f"{path}: no such file")
-        return self.localize_bytes(path.read_bytes(), model, version, score_threshold)
+        return self.localize(Path(path), model=model, version=version, threshold=score_threshold)
 
-    def list_models(self) -> localization_pb2.ListModelsResponse:
-        """What the service serves."""
-        return self._stub.ListModels(
-            localization_pb2.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata
+    def localize_stream(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        model: str = "",
+        version: str = "",
+        threshold: float | None = None,
+        return_heatmap: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[StreamItem]:
+        """Localize many images over one stream, read lazily from `images`.
+
+        Yields one StreamItem per image, in input order, with the image's position as `index`.
+        An image that cannot be read or is refused yields an item with `error` set, and the
+        stream goes on; a broken stream raises. `timeout` bounds the whole stream (default
+        none).
+        """
+        check_threshold(threshold)  # here, not per image: it would refuse every one
+        return self._stream_items(images, model, version, threshold, return_heatmap, timeout)
+
+    def _stream_items(
+        self,
+        images: Iterable[ImageInput],
+        model: str,
+        version: str,
+        threshold: float | None,
+        return_heatmap: bool,
+        timeout: float | None,
+    ) -> Iterator[StreamItem]:
+        refused: dict[int, SynthlocError] = {}  # images that failed before they could be sent
+        lock = threading.Lock()
+
+        def requests() -> Iterator[localization_pb2.LocalizeRequest]:
+            for i, image in enumerate(images):
+                try:
+                    yield build_request(image, model, version, threshold, return_heatmap, str(i))
+                except SynthlocError as exc:
+                    with lock:
+                        refused[i] = exc
+
+        def refused_before(index: int | None) -> list[StreamItem]:
+            with lock:
+                due = sorted(i for i in refused if index is None or i < index)
+                return [StreamItem(i, None, refused.pop(i)) for i in due]
+
+        for reply in self._streaming(self._stub.LocalizeStream, requests(), timeout):
+            index = int(reply.request_id)
+            yield from refused_before(index)
+            if reply.HasField("error"):
+                code = status_code(reply.error.code)
+                error = error_from_status(code, reply.error.message, self.peer)
+                yield StreamItem(index, None, error)
+            else:
+                yield StreamItem(index, result_from_reply(reply), None)
+        yield from refused_before(None)
+
+    def list_models(self) -> ModelList:
+        """What the service serves: every loaded version with its card, and the default model."""
+        reply = self._unary(self._stub.ListModels, localization_pb2.ListModelsRequest())
+        return ModelList.from_proto(reply)
+
+
+def check_threshold(threshold: float | None) -> None:
+    """InvalidInput unless the score threshold is None or in [0, 1]."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise InvalidInput(f"threshold: must be in [0, 1], got {threshold}")
+
+
+def build_request(
+    image: ImageInput,
+    model: str = "",
+    version: str = "",
+    threshold: float | None = None,
+    return_heatmap: bool = False,
+    request_id: str = "",
+) -> localization_pb2.LocalizeRequest:
+    """The LocalizeRequest for one image; InvalidInput / NotFound for what cannot be sent."""
+    check_threshold(threshold)
+    request = localization_pb2.LocalizeRequest(
+        request_id=request_id,
+        model_name=model,
+        model_version=version,
+        return_heatmap=return_heatmap,
+    )
+    if threshold is not None:
+        request.score_threshold = threshold
+    if isinstance(image, np.ndarray):
+        request.tensor.CopyFrom(tensor_from_array(image))
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        request.encoded_image = bytes(image)
+    elif isinstance(image, (str, Path)):
+        request.encoded_image = read_image_file(Path(image))
+    else:
+        raise InvalidInput(
+            "image: expected encoded image bytes, a file path or a numpy array, got "
+            f"{type(image).__name__}"
         )
+    return request
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file, with errors that name it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a folder; give an image file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def tensor_from_array(pixels: np.ndarray) -> common_pb2.Tensor:
+    """An HW or HWC array as a little-endian Tensor message."""
+    dtype = pixels.dtype.newbyteorder("=")
+    if dtype not in _TENSOR_DTYPES:
+        raise InvalidInput(
+            f"image: arrays of {pixels.dtype} are not supported; convert to uint8, uint16 or "
+            "float32 (e.g. pixels.astype(np.float32))"
+        )
+    if pixels.ndim not in (2, 3):
+        raise InvalidInput(f"image: expected an HW or HWC array, got shape {pixels.shape}")
+    data = np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("<")).tobytes()
+    return common_pb2.Tensor(dtype=_TENSOR_DTYPES[dtype], shape=list(pixels.shape), data=data)
+
+
+def result_from_reply(reply: localization_pb2.LocalizeResponse) -> LocalizeResult:
+    """A LocalizeResponse as a LocalizeResult."""
+    heatmap = None
+    if reply.HasField("heatmap") and reply.heatmap.HasField("maps"):
+        maps = reply.heatmap.maps
+        heatmap = np.frombuffer(maps.data, "<f4").reshape(tuple(maps.shape)).astype(np.float32)
+    t = reply.timings
+    return LocalizeResult(
+        detections=[
+            Found(
+                d.class_name,
+                d.score,
+                (d.box.x, d.box.y, d.box.width, d.box.height),
+                (d.point.x, d.point.y),
+                d.class_id,
+            )
+            for d in reply.detections
+        ],
+        model=reply.model_name,
+        version=reply.model_version,
+        provider=reply.provider,
+        height=reply.image_height,
+        width=reply.image_width,
+        total_ms=t.total_ms,
+        request_id=reply.request_id,
+        timings_ms={
+            "decode": t.decode_ms,
+            "queue": t.queue_ms,
+            "compute": t.compute_ms,
+            "postprocess": t.postprocess_ms,
+        },
+        heatmap=heatmap,
+        heatmap_stride=reply.heatmap.stride if heatmap is not None else 0.0,
+    )

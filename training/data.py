@@ -23,8 +23,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from synthloc.errors import Unavailable
 from synthloc.preprocess import match_channels, percentile_normalize
+from synthloc.samples import Sample, decode_batch
 from synthloc.v1 import synthesis_pb2, synthesis_pb2_grpc
-from synthloc.wire import image_from_proto
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,12 @@ def to_tensor(pixels: np.ndarray, channels: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(norm.transpose(2, 0, 1)))
 
 
-def target_from_sample(sample: synthesis_pb2.Sample) -> dict[str, torch.Tensor]:
+def target_from_sample(sample: Sample) -> dict[str, torch.Tensor]:
     """Boxes (xyxy), labels, image labels and index of a streamed sample."""
-    boxes = [
-        (o.box.x, o.box.y, o.box.x + o.box.width, o.box.y + o.box.height) for o in sample.objects
-    ]
     return {
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor([o.class_id for o in sample.objects], dtype=torch.int64),
-        "image_labels": torch.tensor(list(sample.image_labels), dtype=torch.float32),
+        "boxes": torch.tensor(sample.boxes_xyxy(), dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(sample.class_ids, dtype=torch.int64),
+        "image_labels": torch.tensor(sample.image_labels, dtype=torch.float32),
         "index": torch.tensor(sample.index, dtype=torch.int64),
     }
 
@@ -148,12 +145,9 @@ class SynthStream(IterableDataset):
                 try:
                     for batch in stub.StreamBatches(request, wait_for_ready=failures > 0):
                         failures = 0
-                        for sample in batch.samples:
+                        for sample in decode_batch(batch):
                             next_index = sample.index + num_shards
-                            yield (
-                                to_tensor(image_from_proto(sample.image), self.channels),
-                                (target_from_sample(sample)),
-                            )
+                            yield to_tensor(sample.image, self.channels), target_from_sample(sample)
                 except grpc.RpcError as err:
                     failures += 1
                     if err.code() not in RETRYABLE or failures > self.retries:

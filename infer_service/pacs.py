@@ -1,0 +1,171 @@
+"""A reference PACS-side integration: localize every DICOM file of a folder and write each
+result as JSON next to its file (`<file>.synthloc.json`).
+
+A PACS links a result back to its image by the DICOM UIDs (SOP Instance, Series, Study), so
+those are copied into the result. Nothing that identifies the patient (name, ID, birth date)
+is read into it, and the image is named by its file name only: the folders of PACS exports
+often carry patient names.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from tqdm import tqdm
+
+from infer_service.client import LocalizationClient, read_image_file
+from infer_service.client_types import LocalizeResult
+from synthloc import __version__
+from synthloc.errors import FailedPrecondition, InvalidInput, NotFound, SynthlocError
+from synthloc.files import atomic_write
+
+RESULT_SUFFIX = ".synthloc.json"
+SCHEMA = "synthloc.pacs.result/v1"
+# Only these DICOM attributes ever reach a result file.
+LINK_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "SOPClassUID")
+_TECHNICAL_KEYWORDS = ("Modality",)
+
+
+def is_dicom_part10(path: Path) -> bool:
+    """True if the file starts with the Part-10 preamble: 128 bytes, then 'DICM'."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def result_path(path: Path) -> Path:
+    """Where the result of a DICOM file goes: next to it, named <file name>.synthloc.json."""
+    return path.with_name(path.name + RESULT_SUFFIX)
+
+
+def find_dicom_files(folder: Path, recursive: bool = False) -> tuple[list[Path], int]:
+    """(DICOM Part-10 files in name order, number of other files ignored, results aside)."""
+    if not folder.is_dir():
+        raise NotFound(f"{folder}: no such folder")
+    candidates = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    files = [p for p in candidates if p.is_file() and not p.name.endswith(RESULT_SUFFIX)]
+    dicom = [p for p in files if is_dicom_part10(p)]
+    return dicom, len(files) - len(dicom)
+
+
+def dicom_link(data: bytes) -> dict[str, str]:
+    """The UIDs (and modality) of a DICOM file, read without its pixels."""
+    try:
+        ds = dcmread(
+            BytesIO(data),
+            stop_before_pixels=True,
+            specific_tags=[*LINK_KEYWORDS, *_TECHNICAL_KEYWORDS],
+        )
+        meta_uid = ds.file_meta.get("MediaStorageSOPInstanceUID", "")
+        link = {k: str(ds.get(k, "") or "") for k in (*LINK_KEYWORDS, *_TECHNICAL_KEYWORDS)}
+    except Exception as exc:  # pydicom raises many kinds on malformed headers
+        raise InvalidInput(f"not a readable DICOM header ({type(exc).__name__}: {exc})") from exc
+    link["SOPInstanceUID"] = link["SOPInstanceUID"] or str(meta_uid)
+    return link
+
+
+def result_document(path: Path, link: dict[str, str], result: LocalizeResult) -> dict[str, Any]:
+    """The JSON result of one DICOM file."""
+    counts: dict[str, int] = {}
+    for d in result.detections:
+        counts[d.class_name] = counts.get(d.class_name, 0) + 1
+    return {
+        "schema": SCHEMA,
+        "file": path.name,
+        "dicom": link,
+        "model": {"name": result.model, "version": result.version, "provider": result.provider},
+        "image": {"height": result.height, "width": result.width},
+        "detections": [
+            {
+                "class_id": d.class_id,
+                "class_name": d.class_name,
+                "score": round(d.score, 6),
+                "box": [round(v, 3) for v in d.box],
+                "point": [round(v, 3) for v in d.point],
+            }
+            for d in result.detections
+        ],
+        "counts": counts,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "synthloc_version": __version__,
+    }
+
+
+def write_result(path: Path, document: dict[str, Any]) -> Path:
+    """Write the result next to its DICOM file atomically, readable like the file itself."""
+    target = result_path(path)
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        # mkstemp makes owner-only files, and the PACS may read them as another user.
+        os.chmod(tmp, path.stat().st_mode & 0o666)
+
+    try:
+        atomic_write(target, write)
+    except OSError as exc:
+        raise FailedPrecondition(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return target
+
+
+@dataclass
+class FolderReport:
+    """What a run over a folder did."""
+
+    written: list[Path] = field(default_factory=list)  # DICOM files that got a result
+    skipped: list[Path] = field(default_factory=list)  # results existed already
+    failed: list[tuple[Path, SynthlocError]] = field(default_factory=list)
+    ignored: int = 0  # files that are not DICOM Part-10
+
+    @property
+    def exit_code(self) -> int:
+        """0 if no file failed, else the largest exit code among the failures' errors."""
+        return max((error.exit_code for _, error in self.failed), default=0)
+
+    def summary(self, folder: Path) -> str:
+        return (
+            f"{folder}: {len(self.written)} results written, {len(self.skipped)} skipped "
+            f"(results exist), {len(self.failed)} failed, {self.ignored} non-DICOM files ignored"
+        )
+
+
+def localize_folder(
+    client: LocalizationClient,
+    folder: Path,
+    *,
+    model: str = "",
+    version: str = "",
+    threshold: float | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    on_error: Callable[[Path, SynthlocError], None] | None = None,
+) -> FolderReport:
+    """Localize every DICOM file of `folder`; a file that fails is reported and skipped."""
+    files, ignored = find_dicom_files(folder, recursive)
+    report = FolderReport(ignored=ignored)
+    for path in tqdm(files, desc="localizing", unit="file", file=sys.stderr, disable=None):
+        if not overwrite and result_path(path).exists():
+            report.skipped.append(path)
+            continue
+        try:
+            data = read_image_file(path)
+            link = dicom_link(data)
+            result = client.localize(data, model=model, version=version, threshold=threshold)
+            write_result(path, result_document(path, link, result))
+            report.written.append(path)
+        except SynthlocError as exc:
+            report.failed.append((path, exc))
+            if on_error is not None:
+                on_error(path, exc)
+    return report
