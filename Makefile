@@ -10,9 +10,8 @@ TORCH_INDEX ?=
 
 .PHONY: demo test env data lint format protos clean
 
-demo: data  ## fetch the real data, then compose synthetic images from 25 % of its annotations
-	$(BIN)/synthloc synth sample --library "$$($(BIN)/synthloc data path mnfinder/train.json)" \
-		--annotated-fraction 0.25 --count 8 --out out/gallery.png
+demo: data  ## synthesize -> train -> export -> serve -> localize a held-out image (~5 min)
+	$(BIN)/synthloc demo --out out/demo
 
 env: $(VENV)/.installed  ## create .venv and install synthloc with training and dev tools
 

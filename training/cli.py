@@ -78,6 +78,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the results here as JSON")
     p.set_defaults(run=run_eval)
 
+    from training.experiment import add_parser as add_experiment
+
+    add_experiment(subparsers)
+
+    from training.demo import add_parser as add_demo
+
+    add_demo(subparsers)
+
 
 def run_train(args: argparse.Namespace) -> int:
     _need_torch()
@@ -123,55 +131,14 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_THRESHOLDS = {"detector": 0.3, "cam": 0.5}
-
-
 def run_export(args: argparse.Namespace) -> int:
     _need_torch()
-    from infer_service.localizer import OnnxLocalizer
-    from synthloc.coco import CocoDataset
-    from synthloc.datasets.fetch import default_root
-    from synthloc.imageio import read_image
-    from synthloc.modelcard import ModelCard
-    from training.checkpoint import load_checkpoint
-    from training.config import config_from_dict
-    from training.export import check_parity, export_onnx
-    from training.models import build_model
+    from training.export import export_checkpoint
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = config_from_dict(state["task"], state["config"])
-    model = build_model(state["task"], cfg)
-    model.load_state_dict(state["model"])
-    model.eval()
-    threshold = args.score_threshold
-    card = ModelCard(
-        task=state["task"],
-        class_names=tuple(state["class_names"]),
-        input_channels=cfg.in_channels,
-        stride=cfg.stride,
-        size_divisor=cfg.size_divisor,
-        score_threshold=DEFAULT_THRESHOLDS[state["task"]] if threshold is None else threshold,
-        provenance={**state.get("provenance", {}), "checkpoint": str(args.checkpoint)},
+    report = export_checkpoint(
+        args.checkpoint, args.out, args.score_threshold, args.parity_coco, args.parity_images
     )
-    export_onnx(model, cfg, card, args.out)
-    parity_coco = args.parity_coco or default_root() / "stardist" / "stardist.json"
-    if not parity_coco.is_file():
-        raise InvalidInput(
-            f"{parity_coco}: no real images for the parity check; pass "
-            "--parity-coco or run `synthloc data fetch stardist`"
-        )
-    ds = CocoDataset.load(parity_coco)
-    localizer = OnnxLocalizer(args.out)
-    images = [
-        localizer.prepare(read_image(ds.image_path(image)))
-        for image in ds.images[: args.parity_images]
-    ]
-    parity = check_parity(model, args.out, images)
-    print(
-        json.dumps(
-            {"model": str(args.out), "card": json.loads(card.to_json()), "parity": parity}, indent=2
-        )
-    )
+    print(json.dumps(report, indent=2))
     return 0
 
 

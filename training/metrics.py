@@ -69,6 +69,15 @@ def coco_detection_metrics(
         "images": len(ground_truth.images),
         "ground_truth_objects": len(ground_truth.annotations),
         "predictions": len(results),
+        # The precision-recall curve at IoU 0.5 per class (COCO's interpolated precision at
+        # 101 recall levels; None where the class has no ground truth).
+        "pr50": {
+            "recall": [round(float(r), 2) for r in params.recThrs],
+            "precision": {
+                names[cat_id]: _curve(precision[iou50, :, k])
+                for k, cat_id in enumerate(params.catIds)
+            },
+        },
     }
 
 
@@ -194,6 +203,13 @@ def _quiet() -> Iterator[None]:
     # pycocotools prints progress and timings to stdout, which belongs to the CLI's JSON.
     with contextlib.redirect_stdout(io.StringIO()):
         yield
+
+
+def _curve(values: np.ndarray) -> list[float] | None:
+    """A precision curve as rounded floats, or None for a class without ground truth."""
+    if (values < 0).all():
+        return None
+    return [round(float(v), 4) for v in np.maximum(values, 0.0)]
 
 
 def _valid_mean(values: np.ndarray) -> float | None:
