@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import tempfile
 import threading
 from collections import deque
@@ -108,7 +109,7 @@ class SynthesisEngine:
                 max_workers=settings.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker,
-                initargs=(str(path),),
+                initargs=(str(path), os.getpid()),
             )
 
     @classmethod

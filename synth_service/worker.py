@@ -6,6 +6,8 @@ GIL of the serving process never limits composition.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,21 @@ class BatchJob:
     include_masks: bool
 
 
-def init_worker(state_path: str) -> None:
-    """Pool initializer: load the library and backgrounds of this replica."""
+def init_worker(state_path: str, parent: int | None = None) -> None:
+    """Pool initializer: load the library and backgrounds of this replica; with `parent` (the
+    serving process id), exit once that process is gone."""
     global _STATE
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _STATE = SynthState.load(Path(state_path))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when its serving process dies without closing the pool (SIGKILL, OOM),
+    instead of lingering as an orphan."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def compose_batch(job: BatchJob) -> tuple[bytes, float]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -116,6 +118,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
 
     validate(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C: the synthesis service and its workers are stopped.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
     with ArmRunner(cfg) as runner:
         steps = runner.steps_per_arm()
@@ -128,6 +133,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2))
     write_report(results, cfg)
     return results
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def assemble(
