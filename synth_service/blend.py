@@ -17,7 +17,7 @@ _CLONE_PAD = 2  # seamlessClone needs the mask strictly inside its destination
 
 def paste_hard(region: np.ndarray, patch: np.ndarray, hard: np.ndarray) -> None:
     """Replace the pixels inside the mask."""
-    region[hard] = patch[hard]
+    np.copyto(region, patch, where=hard[..., None])
 
 
 def poisson_patch(canvas: np.ndarray, top: int, left: int, patch: np.ndarray) -> np.ndarray | None:
@@ -62,6 +62,8 @@ def paste(
 ) -> BlendMode:
     """Paste a (h, w, C) patch whose top-left corner lands at (top, left), clipped to the canvas.
 
+    The patch is used as scratch space and comes back overwritten.
+
     Poisson cloning replaces the patch by its cloned version, which is then feathered in, so
     that only the object and a thin seam change (never a neighbour under the patch's margin).
     Returns the mode actually used (Poisson falls back to plain feathering at the border).
@@ -82,5 +84,9 @@ def paste(
         return mode
     # Feathering blurs the whole alpha first, so clip after the blur, not before.
     soft = cv2.GaussianBlur(alpha, (0, 0), FEATHER_SIGMA)[crop][..., None]
-    region += soft * (patch[crop] - region)
+    # region + soft * (patch - region), computed in the patch (ours to overwrite): no temporaries.
+    mixed = patch[crop]
+    mixed -= region
+    mixed *= soft
+    region += mixed
     return mode

@@ -20,16 +20,16 @@ from synth_service.blend import paste
 from synth_service.distractors import paint_distractors
 from synth_service.intensity import to_dtype
 from synth_service.library import ObjectLibrary
+from synth_service.occlusion import max_iou, settle_occlusion
 from synth_service.placement import (
     PLACEMENT_DRAWS,
     RENDER_DRAWS,
     Placement,
     draw_classes,
     draw_placement,
-    max_iou,
-    settle_occlusion,
+    matched_noise_sigma,
 )
-from synth_service.recipe import Recipe
+from synth_service.recipe import NoiseModel, Recipe
 
 _PLACEMENT_TRIES = 12
 
@@ -97,13 +97,14 @@ def compose(
     objects: list[PastedObject] = []
     labels = np.zeros(len(library.class_names), np.float32)
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
-    sizes = [p.hard.size * canvas.shape[2] for p, _ in survivors]
+    sizes = [s.placement.hard.size * canvas.shape[2] for s in survivors]
     noise = rng.standard_normal(sum(sizes), dtype=np.float32)
-    offsets = np.cumsum([0, *sizes])
-    for k, (p, visible_fraction) in enumerate(survivors):
+    if recipe.noise is NoiseModel.MATCHED:
+        noise *= np.float32(matched_noise_sigma(library))  # one multiply for all objects
+    offsets = np.cumsum([0, *sizes]).tolist()
+    for k, (p, visible_fraction, box, area) in enumerate(survivors):
         patch = p.render(library, canvas, looks[k], noise[offsets[k] : offsets[k + 1]], recipe)
         used = paste(canvas, p.top, p.left, patch, p.alpha, p.hard, p.blend)
-        box, area = _visible_box(owner, p)
         if instance is not None:
             _mark(instance, owner, p, k + 1)
         labels[p.class_id] = 1.0
@@ -125,24 +126,9 @@ def compose(
     return Sample(index, image, objects, labels, instance)
 
 
-def _visible_box(owner: np.ndarray, p: Placement) -> tuple[tuple[int, int, int, int], int]:
-    y0, x0, y1, x1 = p.window
-    mine = owner[y0:y1, x0:x1] == p.owner_id
-    rows = np.flatnonzero(mine.any(axis=1))
-    cols = np.flatnonzero(mine.any(axis=0))
-    box = (
-        int(x0 + cols[0]),
-        int(y0 + rows[0]),
-        int(cols[-1] - cols[0] + 1),
-        int(rows[-1] - rows[0] + 1),
-    )
-    return box, int(mine.sum())
-
-
 def _mark(instance: np.ndarray, owner: np.ndarray, p: Placement, value: int) -> None:
     y0, x0, y1, x1 = p.window
-    window = instance[y0:y1, x0:x1]
-    window[owner[y0:y1, x0:x1] == p.owner_id] = value
+    np.copyto(instance[y0:y1, x0:x1], value, where=owner[y0:y1, x0:x1] == p.owner_id)
 
 
 def _to_output(canvas: np.ndarray, recipe: Recipe) -> np.ndarray:

@@ -53,38 +53,47 @@ class Placement:
         u_gamma, u_contrast, u_bright, u_blur, u_sigma, u_noise = u.tolist()
         obj = library.objects[self.object_index]
         h, w = self.hard.shape
+        # Every step below works in place on the freshly warped array: per object, the cost
+        # is a handful of small OpenCV/numpy calls, so allocations and calls are what count.
         pixels = cv2.warpAffine(
             obj.pixels, self.matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         ).reshape(h, w, -1)
-        signal = pixels - np.float32(obj.background_level)
+        pixels -= np.float32(obj.background_level)
         gamma = _lerp(recipe.gamma, u_gamma)
         if gamma != 1.0:
-            signal = np.maximum(signal, 0) ** np.float32(gamma) + np.minimum(signal, 0)
-        signal *= np.float32(_lerp(recipe.contrast, u_contrast))
-        y0, x0, y1, x1 = self.window
-        below = canvas[y0:y1, x0:x1][~self.inside]
-        local = float(below.mean()) if below.size else obj.background_level
-        pixels = signal + np.float32(local + _lerp(recipe.brightness, u_bright))
+            # The gamma curve bends the part above the background; the rest stays linear.
+            np.power(pixels, np.float32(gamma), out=pixels, where=pixels > 0)
+        pixels *= np.float32(_lerp(recipe.contrast, u_contrast))
+        local = self._local_level(canvas, obj.background_level)
+        pixels += np.float32(local + _lerp(recipe.brightness, u_bright))
         if u_blur < recipe.blur_probability:
             sigma = _lerp(recipe.blur_sigma, u_sigma)
             if sigma > 0:
                 pixels = cv2.GaussianBlur(pixels, (0, 0), sigma).reshape(h, w, -1)
-        sigma = _noise_sigma(recipe, library, pixels, u_noise)
-        if sigma is not None:
-            pixels += noise.reshape(pixels.shape) * sigma
+        noise = noise.reshape(pixels.shape)
+        if recipe.noise is NoiseModel.MATCHED:
+            pixels += noise  # compose() scaled the sample's noise once for all objects
+        elif recipe.noise is NoiseModel.GAUSSIAN:
+            noise *= np.float32(_lerp(recipe.noise_sigma, u_noise))
+            pixels += noise
+        elif recipe.noise is NoiseModel.POISSON:
+            noise *= np.sqrt(np.maximum(pixels, 0)) * np.float32(_lerp(recipe.noise_sigma, u_noise))
+            pixels += noise
         return pixels
 
+    def _local_level(self, canvas: np.ndarray, fallback: float) -> float:
+        """Mean canvas value in the window around the object (not under it)."""
+        y0, x0, y1, x1 = self.window
+        outside = np.logical_not(self.inside).view(np.uint8)
+        if not outside.any():
+            return fallback
+        channels = canvas.shape[2]
+        return sum(cv2.mean(canvas[y0:y1, x0:x1], mask=outside)[:channels]) / channels
 
-def _noise_sigma(
-    recipe: Recipe, library: ObjectLibrary, pixels: np.ndarray, u: float
-) -> np.ndarray | float | None:
-    if recipe.noise is NoiseModel.MATCHED:
-        return MATCHED_NOISE_FACTOR * library.noise_sigma
-    if recipe.noise is NoiseModel.GAUSSIAN:
-        return _lerp(recipe.noise_sigma, u)
-    if recipe.noise is NoiseModel.POISSON:
-        return np.sqrt(np.maximum(pixels, 0)) * np.float32(_lerp(recipe.noise_sigma, u))
-    return None
+
+def matched_noise_sigma(library: ObjectLibrary) -> float:
+    """Standard deviation of the noise added back to every object with NoiseModel.MATCHED."""
+    return MATCHED_NOISE_FACTOR * library.noise_sigma
 
 
 def class_weights(recipe: Recipe, library: ObjectLibrary) -> np.ndarray:
@@ -167,10 +176,10 @@ def draw_placement(
     matrix = np.array([[m00, m01, m02 - low_x], [m10, m11, m12 - low_y]])
     alpha = cv2.warpAffine(obj.alpha, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
     hard = alpha > 0.5
-    rows = np.flatnonzero(hard.any(axis=1))
-    if rows.size == 0:
+    # OpenCV reads a bool mask as uint8 without a copy; one call each for box and count.
+    bx, by, bw, bh = cv2.boundingRect(hard.view(np.uint8))
+    if bw == 0:
         return None
-    cols = np.flatnonzero(hard.any(axis=0))
     height, width = canvas_hw
     if u6 < recipe.border_truncation:
         top = -(out_h // 2) + int(u7 * height)
@@ -198,57 +207,8 @@ def draw_placement(
         hard=hard,
         top=top,
         left=left,
-        full_area=int(np.count_nonzero(hard)),
-        bounds=(
-            left + int(cols[0]),
-            top + int(rows[0]),
-            left + int(cols[-1]) + 1,
-            top + int(rows[-1]) + 1,
-        ),
+        full_area=cv2.countNonZero(hard.view(np.uint8)),
+        bounds=(left + bx, top + by, left + bx + bw, top + by + bh),
         window=(y0, x0, y1, x1),
         inside=hard[y0 - top : y1 - top, x0 - left : x1 - left],
     )
-
-
-def max_iou(candidate: Placement, placed: list[tuple[int, int, int, int]]) -> float:
-    """Largest box IoU between a candidate and already placed bounds (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = candidate.bounds
-    area = (x1 - x0) * (y1 - y0)
-    worst = 0.0
-    for bx0, by0, bx1, by1 in placed:
-        iw, ih = min(x1, bx1) - max(x0, bx0), min(y1, by1) - max(y0, by0)
-        if iw > 0 and ih > 0:
-            inter = iw * ih
-            worst = max(worst, inter / (area + (bx1 - bx0) * (by1 - by0) - inter))
-    return worst
-
-
-def settle_occlusion(
-    placements: list[Placement], canvas_hw: tuple[int, int], recipe: Recipe
-) -> tuple[list[tuple[Placement, float]], np.ndarray]:
-    """Drop objects less visible than recipe.min_visible_fraction; later objects cover earlier.
-
-    Returns the survivors with their visible fractions (visible / placed pixels, so border
-    truncation counts as hidden) and the owner map (uint16, the owner_id of each pixel).
-    """
-    for k, p in enumerate(placements):
-        p.owner_id = k + 1
-    active = list(placements)
-    while True:
-        owner = np.zeros(canvas_hw, np.uint16)
-        for p in active:
-            y0, x0, y1, x1 = p.window
-            owner[y0:y1, x0:x1][p.inside] = p.owner_id
-        fractions = {}
-        for p in active:
-            y0, x0, y1, x1 = p.window
-            visible = int(np.count_nonzero(owner[y0:y1, x0:x1] == p.owner_id))
-            fractions[p.owner_id] = visible / p.full_area
-        keep = [
-            p
-            for p in active
-            if fractions[p.owner_id] > 0 and fractions[p.owner_id] >= recipe.min_visible_fraction
-        ]
-        if len(keep) == len(active):
-            return [(p, fractions[p.owner_id]) for p in active], owner
-        active = keep
