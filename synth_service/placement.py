@@ -55,14 +55,14 @@ class Placement:
         h, w = self.hard.shape
         # Every step below works in place on the freshly warped array: per object, the cost
         # is a handful of small OpenCV/numpy calls, so allocations and calls are what count.
-        pixels = cv2.warpAffine(
-            obj.pixels, self.matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        ).reshape(h, w, -1)
+        pixels = self._warp_pixels(library, obj.pixels).reshape(h, w, -1)
         pixels -= np.float32(obj.background_level)
         gamma = _lerp(recipe.gamma, u_gamma)
         if gamma != 1.0:
             # The gamma curve bends the part above the background; the rest stays linear.
-            np.power(pixels, np.float32(gamma), out=pixels, where=pixels > 0)
+            # cv2.pow (fast SIMD log/exp; |x| ** gamma) is copied back only where x > 0.
+            bent = cv2.pow(pixels, gamma).reshape(pixels.shape)
+            np.copyto(pixels, bent, where=pixels > 0)
         pixels *= np.float32(_lerp(recipe.contrast, u_contrast))
         local = self._local_level(canvas, obj.background_level)
         pixels += np.float32(local + _lerp(recipe.brightness, u_bright))
@@ -80,6 +80,23 @@ class Placement:
             noise *= np.sqrt(np.maximum(pixels, 0)) * np.float32(_lerp(recipe.noise_sigma, u_noise))
             pixels += noise
         return pixels
+
+    def _warp_pixels(self, library: ObjectLibrary, pixels: np.ndarray) -> np.ndarray:
+        """The object's pixels under self.matrix, reflected where the warp reads outside them."""
+        padded = library.padded_pixels[self.object_index]
+        pad = (padded.shape[0] - pixels.shape[0]) // 2
+        # Farthest a read can fall outside the object: half its longer side (a 45 degree
+        # turn), one destination pixel of rounding (1.5 / scale source pixels), one tap.
+        reach = (max(pixels.shape[:2]) - 1) / 2 + 1.5 / self.scale + 1
+        matrix, source = self.matrix, pixels
+        if reach <= pad:
+            matrix = matrix.copy()
+            matrix[:, 2] -= pad * (matrix[:, 0] + matrix[:, 1])
+            source = padded
+        h, w = self.hard.shape
+        return cv2.warpAffine(
+            source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
 
     def _local_level(self, canvas: np.ndarray, fallback: float) -> float:
         """Mean canvas value in the window around the object (not under it)."""
@@ -169,10 +186,14 @@ def draw_placement(
     m02 = (1 - a) * cx - b * cy + a * tx + b * ty
     m12 = b * cx + (1 - a) * cy - b * tx + a * ty
     m00, m01, m10, m11 = a * fx, b * fy, -b * fx, a * fy
-    xs = [m00 * x + m01 * y + m02 for x in (0, w - 1) for y in (0, h - 1)]
-    ys = [m10 * x + m11 * y + m12 for x in (0, w - 1) for y in (0, h - 1)]
-    low_x, low_y = math.floor(min(xs)), math.floor(min(ys))
-    out_w, out_h = math.ceil(max(xs)) - low_x + 1, math.ceil(max(ys)) - low_y + 1
+    # Extremes of the four transformed corners, each term picked separately (same sums).
+    lo_a, hi_a = sorted((m00 * (w - 1), 0.0))
+    lo_b, hi_b = sorted((m01 * (h - 1), 0.0))
+    low_x, out_w = math.floor(lo_a + lo_b + m02), math.ceil(hi_a + hi_b + m02)
+    lo_a, hi_a = sorted((m10 * (w - 1), 0.0))
+    lo_b, hi_b = sorted((m11 * (h - 1), 0.0))
+    low_y, out_h = math.floor(lo_a + lo_b + m12), math.ceil(hi_a + hi_b + m12)
+    out_w, out_h = out_w - low_x + 1, out_h - low_y + 1
     matrix = np.array([[m00, m01, m02 - low_x], [m10, m11, m12 - low_y]])
     alpha = cv2.warpAffine(obj.alpha, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
     hard = alpha > 0.5
