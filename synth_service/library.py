@@ -67,11 +67,6 @@ class ObjectLibrary:
             np.array([i for i, o in enumerate(self.objects) if o.class_id == c], np.int64)
             for c in range(len(self.class_names))
         ]
-        # Derived, so not part of content_hash: each object's pixels extended by reflection
-        # (exactly what warpAffine's BORDER_REFLECT reads), so that a warp of the usual
-        # scales reads nothing outside the array; OpenCV's in-bounds path is about twice as
-        # fast as its border path.
-        self.padded_pixels = [reflect_pad(o.pixels) for o in self.objects]
 
     @classmethod
     def from_coco(
@@ -142,13 +137,6 @@ class ObjectLibrary:
             "p95": float(p95),
             "mean_area": float(np.mean([o.area for o in members])),
         }
-
-
-def reflect_pad(pixels: np.ndarray) -> np.ndarray:
-    """(h, w, C) pixels extended on every side by max(h, w) // 2 + 4 reflected pixels."""
-    pad = max(pixels.shape[:2]) // 2 + 4
-    padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    return padded.reshape(pixels.shape[0] + 2 * pad, pixels.shape[1] + 2 * pad, -1)
 
 
 def _object_mask(ann: dict, pixels: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ class Placement:
         h, w = self.hard.shape
         # Every step below works in place on the freshly warped array: per object, the cost
         # is a handful of small OpenCV/numpy calls, so allocations and calls are what count.
-        pixels = self._warp_pixels(library, obj.pixels).reshape(h, w, -1)
+        pixels = self._warp_pixels(obj.pixels).reshape(h, w, -1)
         pixels -= np.float32(obj.background_level)
         gamma = _lerp(recipe.gamma, u_gamma)
         if gamma != 1.0:
@@ -81,21 +81,22 @@ class Placement:
             pixels += noise
         return pixels
 
-    def _warp_pixels(self, library: ObjectLibrary, pixels: np.ndarray) -> np.ndarray:
-        """The object's pixels under self.matrix, reflected where the warp reads outside them."""
-        padded = library.padded_pixels[self.object_index]
-        pad = (padded.shape[0] - pixels.shape[0]) // 2
+    def _warp_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """The object's pixels under self.matrix, reflected where the warp reads outside them.
+
+        The reflection is made first (what BORDER_REFLECT would read anyway), so that the
+        warp reads only inside its source: OpenCV's in-bounds path is much faster than its
+        border path, more than paying for the copy.
+        """
         # Farthest a read can fall outside the object: half its longer side (a 45 degree
         # turn), one destination pixel of rounding (1.5 / scale source pixels), one tap.
-        reach = (max(pixels.shape[:2]) - 1) / 2 + 1.5 / self.scale + 1
-        matrix, source = self.matrix, pixels
-        if reach <= pad:
-            matrix = matrix.copy()
-            matrix[:, 2] -= pad * (matrix[:, 0] + matrix[:, 1])
-            source = padded
+        pad = math.ceil((max(pixels.shape[:2]) - 1) / 2 + 1.5 / self.scale + 1)
+        padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+        matrix = self.matrix.copy()
+        matrix[:, 2] -= pad * (matrix[:, 0] + matrix[:, 1])
         h, w = self.hard.shape
         return cv2.warpAffine(
-            source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            padded, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
 
     def _local_level(self, canvas: np.ndarray, fallback: float) -> float:
