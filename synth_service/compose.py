@@ -27,9 +27,9 @@ from synth_service.placement import (
     Placement,
     draw_classes,
     draw_placement,
-    matched_noise_sigma,
 )
-from synth_service.recipe import NoiseModel, Recipe
+from synth_service.recipe import Recipe
+from synth_service.render import RenderedObjects
 
 _PLACEMENT_TRIES = 12
 
@@ -97,13 +97,14 @@ def compose(
     objects: list[PastedObject] = []
     labels = np.zeros(len(library.class_names), np.float32)
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
-    sizes = [s.placement.hard.size * canvas.shape[2] for s in survivors]
-    noise = rng.standard_normal(sum(sizes), dtype=np.float32)
-    if recipe.noise is NoiseModel.MATCHED:
-        noise *= np.float32(matched_noise_sigma(library))  # one multiply for all objects
-    offsets = np.cumsum([0, *sizes]).tolist()
+    size = sum(s.placement.hard.size for s in survivors) * canvas.shape[2]
+    noise = rng.standard_normal(size, dtype=np.float32)
+    placed = [s.placement for s in survivors]
+    rendered = RenderedObjects(
+        recipe, library, placed, looks[: len(placed)], noise, canvas.shape[2]
+    )
     for k, (p, visible_fraction, box, area) in enumerate(survivors):
-        patch = p.render(library, canvas, looks[k], noise[offsets[k] : offsets[k + 1]], recipe)
+        patch = rendered.finish(k, canvas)
         used = paste(canvas, p.top, p.left, patch, p.alpha, p.hard, p.blend)
         if instance is not None:
             _mark(instance, owner, p, k + 1)

@@ -1,4 +1,4 @@
-"""Where objects go: class draws, geometric placement, occlusion, and per-object rendering."""
+"""Where objects go: class draws and geometric placement (rendering: render.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from synth_service.library import ObjectLibrary
-from synth_service.recipe import BlendMode, LabelMode, NoiseModel, Recipe
+from synth_service.recipe import BlendMode, LabelMode, Recipe
 
 # Bilinear resampling at random sub-pixel offsets keeps about 44 % of white-noise variance;
 # adding back sqrt(1 - 0.44) ~ 0.75 of the source noise restores the grain of a real object.
@@ -37,81 +37,6 @@ class Placement:
     bounds: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of `hard` on the canvas
     window: tuple[int, int, int, int]  # y0, x0, y1, x1 of the patch clipped to the canvas
     inside: np.ndarray  # `hard` restricted to the window (the part on the canvas)
-
-    def render(
-        self,
-        library: ObjectLibrary,
-        canvas: np.ndarray,
-        u: np.ndarray,
-        noise: np.ndarray,
-        recipe: Recipe,
-    ) -> np.ndarray:
-        """The object's pixels, transformed, jittered and matched to the canvas below it.
-
-        u holds RENDER_DRAWS uniforms; noise is standard normal, one value per patch pixel.
-        """
-        u_gamma, u_contrast, u_bright, u_blur, u_sigma, u_noise = u.tolist()
-        obj = library.objects[self.object_index]
-        h, w = self.hard.shape
-        # Every step below works in place on the freshly warped array: per object, the cost
-        # is a handful of small OpenCV/numpy calls, so allocations and calls are what count.
-        pixels = self._warp_pixels(obj.pixels).reshape(h, w, -1)
-        pixels -= np.float32(obj.background_level)
-        gamma = _lerp(recipe.gamma, u_gamma)
-        if gamma != 1.0:
-            # The gamma curve bends the part above the background; the rest stays linear.
-            # cv2.pow (fast SIMD log/exp; |x| ** gamma) is copied back only where x > 0.
-            bent = cv2.pow(pixels, gamma).reshape(pixels.shape)
-            np.copyto(pixels, bent, where=pixels > 0)
-        pixels *= np.float32(_lerp(recipe.contrast, u_contrast))
-        local = self._local_level(canvas, obj.background_level)
-        pixels += np.float32(local + _lerp(recipe.brightness, u_bright))
-        if u_blur < recipe.blur_probability:
-            sigma = _lerp(recipe.blur_sigma, u_sigma)
-            if sigma > 0:
-                pixels = cv2.GaussianBlur(pixels, (0, 0), sigma).reshape(h, w, -1)
-        noise = noise.reshape(pixels.shape)
-        if recipe.noise is NoiseModel.MATCHED:
-            pixels += noise  # compose() scaled the sample's noise once for all objects
-        elif recipe.noise is NoiseModel.GAUSSIAN:
-            noise *= np.float32(_lerp(recipe.noise_sigma, u_noise))
-            pixels += noise
-        elif recipe.noise is NoiseModel.POISSON:
-            noise *= np.sqrt(np.maximum(pixels, 0)) * np.float32(_lerp(recipe.noise_sigma, u_noise))
-            pixels += noise
-        return pixels
-
-    def _warp_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """The object's pixels under self.matrix, reflected where the warp reads outside them.
-
-        The reflection is made first (what BORDER_REFLECT would read anyway), so that the
-        warp reads only inside its source: OpenCV's in-bounds path is much faster than its
-        border path, more than paying for the copy.
-        """
-        # Farthest a read can fall outside the object: half its longer side (a 45 degree
-        # turn), one destination pixel of rounding (1.5 / scale source pixels), one tap.
-        pad = math.ceil((max(pixels.shape[:2]) - 1) / 2 + 1.5 / self.scale + 1)
-        padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-        matrix = self.matrix.copy()
-        matrix[:, 2] -= pad * (matrix[:, 0] + matrix[:, 1])
-        h, w = self.hard.shape
-        return cv2.warpAffine(
-            padded, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
-
-    def _local_level(self, canvas: np.ndarray, fallback: float) -> float:
-        """Mean canvas value in the window around the object (not under it)."""
-        y0, x0, y1, x1 = self.window
-        outside = np.logical_not(self.inside).view(np.uint8)
-        if not outside.any():
-            return fallback
-        channels = canvas.shape[2]
-        return sum(cv2.mean(canvas[y0:y1, x0:x1], mask=outside)[:channels]) / channels
-
-
-def matched_noise_sigma(library: ObjectLibrary) -> float:
-    """Standard deviation of the noise added back to every object with NoiseModel.MATCHED."""
-    return MATCHED_NOISE_FACTOR * library.noise_sigma
 
 
 def class_weights(recipe: Recipe, library: ObjectLibrary) -> np.ndarray:
@@ -147,7 +72,7 @@ def draw_classes(recipe: Recipe, library: ObjectLibrary, rng: np.random.Generato
 
 
 PLACEMENT_DRAWS = 9  # uniforms one placement attempt consumes (see draw_placement)
-RENDER_DRAWS = 6  # uniforms one rendering consumes (see Placement.render)
+RENDER_DRAWS = 6  # uniforms one rendering consumes (see render.RenderedObjects)
 
 
 def _lerp(interval: tuple[float, float], u: float) -> float:
