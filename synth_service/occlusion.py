@@ -55,7 +55,7 @@ def settle_occlusion(
         owner = np.zeros(canvas_hw, np.uint16)
         for p in active:
             y0, x0, y1, x1 = p.window
-            np.copyto(owner[y0:y1, x0:x1], p.owner_id, where=p.inside)
+            owner[y0:y1, x0:x1][p.inside] = p.owner_id
         survivors = []
         for p in active:
             y0, x0, y1, x1 = p.window

@@ -77,13 +77,16 @@ class RenderedObjects:
         pixels -= np.repeat(np.asarray(self.levels, np.float32), sizes)
         gamma = _lerp(recipe.gamma, u_gamma).astype(np.float32)
         if (gamma != 1.0).any():
-            # x ** gamma as exp(gamma * log x), over the positive part only: numpy's SIMD
-            # log and exp over the whole sample beat one pow call per object.
-            bent = np.greater(pixels, 0)
-            curve = np.log(pixels, where=bent, out=np.zeros_like(pixels))
-            curve *= np.repeat(gamma, sizes)
-            np.exp(curve, out=curve, where=bent)
-            np.copyto(pixels, curve, where=bent)
+            # max(s, 0) ** gamma + min(s, 0): the curve bends the part above the background.
+            # x ** gamma is exp(gamma * log x) with OpenCV's SIMD log and exp over the whole
+            # sample (numpy's masked ufuncs are ~20x slower); the floor keeps log finite
+            # and turns into ~1e-30, below float32 resolution next to any other value.
+            bent = np.maximum(pixels, np.float32(1e-30))
+            cv2.log(bent, dst=bent)
+            bent *= np.repeat(gamma, sizes)
+            cv2.exp(bent, dst=bent)
+            np.minimum(pixels, 0, out=pixels)
+            pixels += bent
         pixels *= np.repeat(_lerp(recipe.contrast, u_contrast).astype(np.float32), sizes)
         if recipe.noise is NoiseModel.MATCHED:
             # Blurred objects get their noise after the blur, in finish().
