@@ -29,7 +29,7 @@ from synth_service.placement import (
     draw_placement,
 )
 from synth_service.recipe import Recipe
-from synth_service.render import RenderedObjects
+from synth_service.render import RenderedObjects, standard_normal
 
 _PLACEMENT_TRIES = 12
 
@@ -98,7 +98,7 @@ def compose(
     labels = np.zeros(len(library.class_names), np.float32)
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
     size = sum(s.placement.hard.size for s in survivors) * canvas.shape[2]
-    noise = rng.standard_normal(size, dtype=np.float32)
+    noise = standard_normal(rng, size)
     placed = [s.placement for s in survivors]
     rendered = RenderedObjects(
         recipe, library, placed, looks[: len(placed)], noise, canvas.shape[2]

@@ -122,6 +122,27 @@ class RenderedObjects:
         return patch
 
 
+def standard_normal(rng: np.random.Generator, count: int) -> np.ndarray:
+    """count float32 standard normal values: Box-Muller on the generator's float32 uniforms.
+
+    Over twice as fast as Generator.standard_normal (ziggurat), which was the largest single
+    cost of a sample: OpenCV's SIMD log, sqrt and polarToCart turn each pair of uniforms
+    into two independent normals. 24-bit uniforms cut the tails at 5.8 sigma.
+    """
+    if count <= 0:
+        return np.zeros(0, np.float32)
+    half = (count + 1) // 2
+    u = rng.random(2 * half, dtype=np.float32)
+    radius, angle = u[:half], u[half:]
+    np.subtract(np.float32(1), radius, out=radius)  # (0, 1]: log stays finite
+    cv2.log(radius, dst=radius)
+    radius *= np.float32(-2)
+    cv2.sqrt(radius, dst=radius)
+    angle *= np.float32(2 * math.pi)
+    x, y = cv2.polarToCart(radius, angle)
+    return np.concatenate([x.ravel(), y.ravel()])[:count]
+
+
 def _local_level(p: Placement, canvas: np.ndarray, fallback: float) -> float:
     """Mean canvas value in the window around the object (not under it)."""
     y0, x0, y1, x1 = p.window
