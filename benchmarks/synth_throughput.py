@@ -1,9 +1,11 @@
 """Synthesis throughput: compose speed per core, memory-copy bound, and stream efficiency.
 
     .venv/bin/python benchmarks/synth_throughput.py [--library TRAIN.json] [--rounds 5]
+        [--compose-only]
 
 Measured side by side in one run, each figure the median over --rounds rounds:
-1. compose: images/s on one core, 512x512, default recipe (12-28 objects, about 20);
+1. compose: images/s on one core (OpenCV pinned to one thread, as in the service's
+   workers), 512x512, default recipe (12-28 objects, about 20);
 2. copy bound: images/s of np.copyto of the float32 canvas and of the uint8 output image;
 3. stream: images/s a Python client receives over loopback gRPC from a replica with W
    workers, divided by images/s of the same batches composed in-process by W processes;
@@ -23,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
 import grpc
 import numpy as np
 
@@ -75,6 +78,15 @@ def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple
         return count / (time.perf_counter() - start), size // max(count, 1)
 
 
+def compose_round(state: SynthState, recipe: Recipe, images: int, offset: int) -> dict:
+    """One round of figures 1 and 2, back to back."""
+    return {
+        "compose": compose_rate(state, recipe, images, offset),
+        "copy_f32": copy_rate((512, 512, 1), np.float32),
+        "copy_u8": copy_rate((512, 512, 1), np.uint8),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", type=Path, default=default_root() / "mnfinder/train.json")
@@ -82,20 +94,31 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200, help="per round and measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--compose-only", action="store_true", help="only figures 1 and 2 (no server)"
+    )
     args = parser.parse_args()
 
+    cv2.setNumThreads(1)  # per core: OpenCV must not spread one compose over several threads
     state = SynthState.build(args.library)
     recipe = Recipe(channels=state.library.channels)
+    rates: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+
+    def record(figures: dict) -> None:
+        for key, value in figures.items():
+            rates.setdefault(key, []).append(value)
+
+    if args.compose_only:
+        for r in range(args.rounds):
+            record(compose_round(state, recipe, args.images // 2, r * 1000))
+        return report(rates, sizes, args)
     batch, count = 16, args.images
     request = synthesis_pb2.StreamBatchesRequest(seed=1, count=count, batch_size=batch)
     settings = SynthSettings(library=args.library, port=0, metrics_port=-1, workers=args.workers)
     server, port = create_server(settings)
     server.start()
     plan = server.engine.plan(request)
-    rates: dict[str, list[float]] = {
-        k: [] for k in ("compose", "copy_f32", "copy_u8", "stream", "in_process")
-    }
-    sizes: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         state_file = Path(tmp) / "state.pickle"
         state.save(state_file)
@@ -107,34 +130,40 @@ def main() -> int:
         ) as pool:
             in_process_rate(pool, plan, args.workers)  # start the workers
             for r in range(args.rounds):
-                rates["compose"].append(compose_rate(state, recipe, args.images // 2, r * 1000))
-                rates["copy_f32"].append(copy_rate((512, 512, 1), np.float32))
-                rates["copy_u8"].append(copy_rate((512, 512, 1), np.uint8))
-                rates["in_process"].append(in_process_rate(pool, plan, args.workers))
+                record(compose_round(state, recipe, args.images // 2, r * 1000))
+                record({"in_process": in_process_rate(pool, plan, args.workers)})
                 rate, sizes["raw"] = stream_rate(port, request)
-                rates["stream"].append(rate)
+                record({"stream": rate})
     png = synthesis_pb2.StreamBatchesRequest(
         seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
     )
     _, sizes["png"] = stream_rate(port, png)
     server.stop(grace=1)
+    return report(rates, sizes, args)
 
+
+def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.Namespace) -> int:
+    """Print (and with --json write) the medians; stream figures only when measured."""
     med = {k: statistics.median(v) for k, v in rates.items()}
     result = {
         "machine_cores": os.cpu_count(),
         "workers": args.workers,
         "rounds": args.rounds,
         "compose_images_per_s_per_core": round(med["compose"], 1),
+        "compose_rounds_images_per_s": [round(v, 1) for v in rates["compose"]],
         "compose_ms_per_image": round(1000 / med["compose"], 2),
         "copy_bound_float32_canvas_per_s": round(med["copy_f32"]),
         "copy_bound_uint8_image_per_s": round(med["copy_u8"]),
         "compose_vs_copy_bound": round(med["compose"] / med["copy_f32"], 4),
-        "stream_images_per_s": round(med["stream"], 1),
-        "in_process_images_per_s": round(med["in_process"], 1),
-        "stream_efficiency": round(med["stream"] / med["in_process"], 3),
-        "bytes_per_sample_raw": sizes["raw"],
-        "bytes_per_sample_png": sizes["png"],
     }
+    if "stream" in med:
+        result |= {
+            "stream_images_per_s": round(med["stream"], 1),
+            "in_process_images_per_s": round(med["in_process"], 1),
+            "stream_efficiency": round(med["stream"] / med["in_process"], 3),
+            "bytes_per_sample_raw": sizes["raw"],
+            "bytes_per_sample_png": sizes["png"],
+        }
     for key, value in result.items():
         print(f"{key:36s} {value}")
     if args.json:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+
 from synth_service.compose import compose
 from synth_service.encode import encode_sample
 from synth_service.recipe import Recipe
@@ -41,6 +43,8 @@ def init_worker(state_path: str, parent: int | None = None) -> None:
     global _STATE
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    # One worker per core: OpenCV's own threads would only compete with the other workers.
+    cv2.setNumThreads(1)
     _STATE = SynthState.load(Path(state_path))
 
 
