@@ -138,4 +138,4 @@ def _to_output(canvas: np.ndarray, recipe: Recipe) -> np.ndarray:
         canvas = np.repeat(canvas, 3, axis=2)
     elif recipe.channels == 1 and channels == 3:
         canvas = canvas.mean(axis=2, keepdims=True)
-    return to_dtype(canvas, np.dtype(recipe.dtype))
+    return to_dtype(canvas, np.dtype(recipe.dtype), scratch=True)  # the canvas is done
