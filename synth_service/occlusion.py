@@ -45,14 +45,16 @@ def settle_occlusion(
 ) -> tuple[list[Survivor], np.ndarray]:
     """Drop objects less visible than recipe.min_visible_fraction; later objects cover earlier.
 
-    Returns the survivors in painting order and the owner map (uint16, the owner_id of each
-    pixel). Dropping an object can only uncover others, so the loop ends.
+    Returns the survivors in painting order and the owner map (uint8 or uint16, the
+    owner_id of each pixel). Dropping an object can only uncover others, so the loop ends.
     """
     for k, p in enumerate(placements):
         p.owner_id = k + 1
     active = list(placements)
+    # Half the memory to clear and scan when every owner_id fits in a byte (the usual case).
+    dtype = np.uint8 if len(placements) < 255 else np.uint16
     while True:
-        owner = np.zeros(canvas_hw, np.uint16)
+        owner = np.zeros(canvas_hw, dtype)
         for p in active:
             y0, x0, y1, x1 = p.window
             owner[y0:y1, x0:x1][p.inside] = p.owner_id

@@ -44,3 +44,18 @@ def test_noise_changes_pixels_only(disc_library, model: NoiseModel) -> None:
             assert not changed.any()
         else:
             assert changed.mean() > 0.3
+
+
+def test_more_than_255_objects_keep_distinct_masks(disc_library) -> None:
+    crowd = dataclasses.replace(
+        Recipe(height=512, width=512),
+        count_range=(320, 320),
+        max_iou=1.0,
+        min_visible_fraction=0.05,
+        border_truncation=0.0,
+    )
+    s = compose(crowd, disc_library, FlatBackground(), 2, 0, with_masks=True)
+    assert len(s.objects) > 255  # owner ids beyond one byte
+    assert s.instance_labels is not None and s.instance_labels.max() == len(s.objects)
+    for k, obj in enumerate(s.objects):
+        assert obj.area == int((s.instance_labels == k + 1).sum())
