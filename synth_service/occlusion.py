@@ -57,7 +57,7 @@ def settle_occlusion(
         owner = np.zeros(canvas_hw, dtype)
         for p in active:
             y0, x0, y1, x1 = p.window
-            owner[y0:y1, x0:x1][p.inside] = p.owner_id
+            np.putmask(owner[y0:y1, x0:x1], p.inside, p.owner_id)  # faster than mask indexing
         survivors = []
         for p in active:
             y0, x0, y1, x1 = p.window

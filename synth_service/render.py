@@ -58,8 +58,8 @@ class RenderedObjects:
         # destination pixel of rounding (1.5 / scale source pixels), one interpolation tap.
         pad = math.ceil((max(pixels.shape[:2]) - 1) / 2 + 1.5 / p.scale + 1)
         padded = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-        matrix = p.matrix.copy()
-        matrix[:, 2] -= pad * (matrix[:, 0] + matrix[:, 1])
+        (a, b, c), (d, e, f) = p.matrix.tolist()  # plain floats: cheaper than array ops
+        matrix = np.array([[a, b, c - pad * (a + b)], [d, e, f - pad * (d + e)]])
         dst = out.reshape(h, w) if channels == 1 else out.reshape(h, w, channels)
         cv2.warpAffine(
             padded,
