@@ -93,7 +93,7 @@ def compose(
                 bounds.append(candidate.bounds)
                 placements.append(candidate)
                 break
-    survivors, owner = settle_occlusion(placements, canvas.shape[:2], recipe)
+    survivors = settle_occlusion(placements, recipe)
     objects: list[PastedObject] = []
     labels = np.zeros(len(library.class_names), np.float32)
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
@@ -107,7 +107,7 @@ def compose(
         patch = rendered.finish(k, canvas)
         used = paste(canvas, p.top, p.left, patch, p.alpha, p.hard, p.blend)
         if instance is not None:
-            _mark(instance, owner, p, k + 1)
+            _mark(instance, p, k + 1)
         labels[p.class_id] = 1.0
         objects.append(
             PastedObject(
@@ -127,9 +127,10 @@ def compose(
     return Sample(index, image, objects, labels, instance)
 
 
-def _mark(instance: np.ndarray, owner: np.ndarray, p: Placement, value: int) -> None:
+def _mark(instance: np.ndarray, p: Placement, value: int) -> None:
+    # Marked in painting order, so later objects overwrite what they cover.
     y0, x0, y1, x1 = p.window
-    np.copyto(instance[y0:y1, x0:x1], value, where=owner[y0:y1, x0:x1] == p.owner_id)
+    np.putmask(instance[y0:y1, x0:x1], p.inside, value)
 
 
 def _to_output(canvas: np.ndarray, recipe: Recipe) -> np.ndarray:

@@ -40,33 +40,45 @@ def max_iou(candidate: Placement, placed: list[tuple[int, int, int, int]]) -> fl
     return worst
 
 
-def settle_occlusion(
-    placements: list[Placement], canvas_hw: tuple[int, int], recipe: Recipe
-) -> tuple[list[Survivor], np.ndarray]:
+def settle_occlusion(placements: list[Placement], recipe: Recipe) -> list[Survivor]:
     """Drop objects less visible than recipe.min_visible_fraction; later objects cover earlier.
 
-    Returns the survivors in painting order and the owner map (uint8 or uint16, the
-    owner_id of each pixel). Dropping an object can only uncover others, so the loop ends.
+    Returns the survivors in painting order. Dropping an object can only uncover others, so
+    the loop ends.
     """
-    for k, p in enumerate(placements):
-        p.owner_id = k + 1
     active = list(placements)
-    # Half the memory to clear and scan when every owner_id fits in a byte (the usual case).
-    dtype = np.uint8 if len(placements) < 255 else np.uint16
     while True:
-        owner = np.zeros(canvas_hw, dtype)
-        for p in active:
-            y0, x0, y1, x1 = p.window
-            np.putmask(owner[y0:y1, x0:x1], p.inside, p.owner_id)  # faster than mask indexing
         survivors = []
-        for p in active:
-            y0, x0, y1, x1 = p.window
-            mine = (owner[y0:y1, x0:x1] == p.owner_id).view(np.uint8)
-            area = cv2.countNonZero(mine)
+        for k, p in enumerate(active):
+            area, box = _visible(p, [q for q in active[k + 1 :] if _overlap(p.bounds, q.bounds)])
             fraction = area / p.full_area
             if area > 0 and fraction >= recipe.min_visible_fraction:
-                bx, by, bw, bh = cv2.boundingRect(mine)
-                survivors.append(Survivor(p, fraction, (x0 + bx, y0 + by, bw, bh), area))
+                survivors.append(Survivor(p, fraction, box, area))
         if len(survivors) == len(active):
-            return survivors, owner
+            return survivors
         active = [s.placement for s in survivors]
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _visible(p: Placement, above: list[Placement]) -> tuple[int, tuple[int, int, int, int]]:
+    """Visible pixels and their tight box (x, y, w, h) of p under the placements above it."""
+    y0, x0, y1, x1 = p.window
+    if not above and p.inside.shape == p.hard.shape:
+        # Neither covered nor cut by the border (the usual case): all of it shows.
+        bx0, by0, bx1, by1 = p.bounds
+        return p.full_area, (bx0, by0, bx1 - bx0, by1 - by0)
+    mine = p.inside
+    if above:
+        mine = mine.copy()
+        for q in above:
+            qy0, qx0, qy1, qx1 = q.window
+            iy0, ix0, iy1, ix1 = max(y0, qy0), max(x0, qx0), min(y1, qy1), min(x1, qx1)
+            if iy0 < iy1 and ix0 < ix1:
+                cover = q.inside[iy0 - qy0 : iy1 - qy0, ix0 - qx0 : ix1 - qx0]
+                mine[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] &= ~cover
+    area = cv2.countNonZero(mine.view(np.uint8))
+    bx, by, bw, bh = cv2.boundingRect(mine.view(np.uint8))
+    return area, (x0 + bx, y0 + by, bw, bh)

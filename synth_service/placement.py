@@ -20,7 +20,6 @@ MATCHED_NOISE_FACTOR = 0.75
 class Placement:
     """One object drawn for a sample: which, how transformed, and where."""
 
-    owner_id: int  # unique within the sample, > 0
     object_index: int
     class_id: int
     scale: float
@@ -145,7 +144,6 @@ def draw_placement(
     if y1 <= y0 or x1 <= x0:
         return None
     return Placement(
-        owner_id=0,
         object_index=object_index,
         class_id=class_id,
         scale=scale,
