@@ -61,7 +61,7 @@ class RenderedObjects:
         (a, b, c), (d, e, f) = p.matrix.tolist()  # plain floats: cheaper than array ops
         matrix = np.array([[a, b, c - pad * (a + b)], [d, e, f - pad * (d + e)]])
         dst = out.reshape(h, w) if channels == 1 else out.reshape(h, w, channels)
-        cv2.warpAffine(
+        warped = cv2.warpAffine(
             padded,
             matrix,
             (w, h),
@@ -69,6 +69,8 @@ class RenderedObjects:
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
         )
+        if warped is not dst:  # OpenCV writes into a matching dst; copy if it ever does not
+            dst[...] = warped.reshape(dst.shape)
         return out.reshape(h, w, channels)
 
     def _jitter(self, sizes: list[int], u_gamma: np.ndarray, u_contrast: np.ndarray) -> None:
@@ -81,10 +83,9 @@ class RenderedObjects:
             # x ** gamma is exp(gamma * log x) with OpenCV's SIMD log and exp over the whole
             # sample (numpy's masked ufuncs are ~20x slower); the floor keeps log finite
             # and turns into ~1e-30, below float32 resolution next to any other value.
-            bent = np.maximum(pixels, np.float32(1e-30))
-            cv2.log(bent, dst=bent)
+            bent = cv2.log(np.maximum(pixels, np.float32(1e-30))).reshape(pixels.shape)
             bent *= np.repeat(gamma, sizes)
-            cv2.exp(bent, dst=bent)
+            bent = cv2.exp(bent, dst=bent).reshape(pixels.shape)
             np.minimum(pixels, 0, out=pixels)
             pixels += bent
         pixels *= np.repeat(_lerp(recipe.contrast, u_contrast).astype(np.float32), sizes)
@@ -135,9 +136,9 @@ def standard_normal(rng: np.random.Generator, count: int) -> np.ndarray:
     u = rng.random(2 * half, dtype=np.float32)
     radius, angle = u[:half], u[half:]
     np.subtract(np.float32(1), radius, out=radius)  # (0, 1]: log stays finite
-    cv2.log(radius, dst=radius)
+    radius = cv2.log(radius, dst=radius)
     radius *= np.float32(-2)
-    cv2.sqrt(radius, dst=radius)
+    radius = cv2.sqrt(radius, dst=radius)
     angle *= np.float32(2 * math.pi)
     x, y = cv2.polarToCart(radius, angle)
     return np.concatenate([x.ravel(), y.ravel()])[:count]
