@@ -72,8 +72,9 @@ def evaluate(
         result.update(
             hit_rate=hits["hit_rate"],
             point_precision=hits["point_precision"],
+            point_f1=hits["point_f1"],
             per_class_hits={
-                name: {"hit_rate": v["hit_rate"], "point_precision": v["point_precision"]}
+                name: {k: v[k] for k in ("hit_rate", "point_precision", "point_f1")}
                 for name, v in hits["per_class"].items()
             },
         )
@@ -96,6 +97,7 @@ def format_result(result: dict[str, Any]) -> str:
     if "hit_rate" in result:
         lines.append(
             f"  CAM hit rate {fmt(result['hit_rate'])}, "
-            f"point precision {fmt(result['point_precision'])}"
+            f"point precision {fmt(result['point_precision'])}, point F1 "
+            f"{fmt(result['point_f1'])}"
         )
     return "\n".join(lines)

@@ -45,13 +45,16 @@ def markdown_table(results: dict[str, Any]) -> str:
     rows = _rows(results)
     classes = sorted({name for _, _, m in rows for name in m["per_class"]})
     head = ["arm", "mAP@0.5", "mAP@[.5:.95]"]
-    head += [f"{c} AP@0.5" for c in classes] + ["CAM hit rate", "train s"]
+    head += [f"{c} AP@0.5" for c in classes]
+    head += ["CAM hit rate", "CAM point precision", "CAM point F1", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, data, m in rows:
         cells = [LABELS.get((task, data), arm_name(task, data)), _fmt(m["map50"])]
         cells.append(_fmt(m["map50_95"]))
         cells += [_fmt(m["per_class"].get(c, {}).get("map50")) for c in classes]
-        cells += [_fmt(m.get("hit_rate")) if task == "cam" else "", f"{m['train_seconds']:.0f}"]
+        cam = ("hit_rate", "point_precision", "point_f1")
+        cells += [_fmt(m.get(k)) if task == "cam" else "" for k in cam]
+        cells.append(f"{m['train_seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -61,17 +64,26 @@ def verdict(results: dict[str, Any]) -> list[str]:
     det, cam, out = results["detector"], results["cam"], []
     if {"exhaustive", "synthetic"} <= det.keys():
         e, y = det["exhaustive"]["map50"] or 0.0, det["synthetic"]["map50"] or 0.0
-        gap = (e - y) / e if e else float("nan")
-        ok = "holds" if gap <= 0.10 else "does not hold"
-        out.append(f"Y within 10 % of E on mAP@0.5: {ok} (Y {y:.3f} vs E {e:.3f}, {gap:+.1%}).")
+        if e > 0:
+            ok = "holds" if (e - y) / e <= 0.10 else "does not hold"
+            relative = f"{(y - e) / e:+.1%}"
+        else:
+            ok, relative = "undefined (E has no AP)", "n/a"
+        out.append(f"Y within 10 % of E on mAP@0.5: {ok} (Y {y:.3f} vs E {e:.3f}, {relative}).")
     if {"sparse", "synthetic", "exhaustive"} <= det.keys():
         s = det["sparse"]["map50"] or 0.0
         both = all((det[k]["map50"] or 0.0) > s for k in ("exhaustive", "synthetic"))
         out.append(f"E and Y above S: {'holds' if both else 'does not hold'} (S {s:.3f}).")
     if {"real", "synthetic"} <= cam.keys():
-        r, y = cam["real"].get("hit_rate") or 0.0, cam["synthetic"].get("hit_rate") or 0.0
+        real, synth = cam["real"], cam["synthetic"]
+        r, y = real.get("point_f1") or 0.0, synth.get("point_f1") or 0.0
         ok = "holds" if y > r else "does not hold"
-        out.append(f"CAM better with synthetic data: {ok} (hit rate {y:.3f} vs {r:.3f}).")
+        out.append(
+            f"CAM localization better with synthetic data: {ok} (point F1 {y:.3f} vs {r:.3f}; "
+            f"hit rate {_fmt(synth.get('hit_rate'))} vs {_fmt(real.get('hit_rate'))}, point "
+            f"precision {_fmt(synth.get('point_precision'))} vs "
+            f"{_fmt(real.get('point_precision'))})."
+        )
     return out
 
 

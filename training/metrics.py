@@ -82,7 +82,8 @@ def coco_detection_metrics(
 
 
 def cam_hit_rate(ground_truth: CocoDataset, points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fraction of GT objects containing a predicted point of their class, and point precision.
+    """Fraction of GT objects containing a predicted point of their class, point precision,
+    and their harmonic mean `point_f1`.
 
     An object contains a point if the point lies in its mask (when it has a segmentation) or
     else in its box. `hit_rate` is hits / objects, `point_precision` the fraction of points
@@ -246,8 +247,18 @@ def _containment(
 
 def _hit_summary(counts: dict[str, int]) -> dict[str, Any]:
     objects, points = counts["objects"], counts["points"]
+    hit_rate = counts["hits"] / objects if objects else None
+    precision = counts["points_inside"] / points if points else None
+    # Hit rate alone rewards spraying points; their harmonic mean with precision does not.
+    if hit_rate is None:
+        f1 = None
+    elif not precision or not hit_rate:  # no points, or none of them right
+        f1 = 0.0
+    else:
+        f1 = 2 * hit_rate * precision / (hit_rate + precision)
     return {
-        "hit_rate": counts["hits"] / objects if objects else None,
-        "point_precision": counts["points_inside"] / points if points else None,
+        "hit_rate": hit_rate,
+        "point_precision": precision,
+        "point_f1": f1,
         **{key: int(value) for key, value in counts.items()},
     }

@@ -140,6 +140,8 @@ def test_hit_rate_uses_masks_boxes_and_classes() -> None:
     assert nucleus["point_precision"] == approx(1 / 3)
     assert (micro["hit_rate"], micro["point_precision"]) == (1.0, 0.5)
     assert result["hit_rate"] == approx(2 / 3) and result["point_precision"] == approx(2 / 5)
+    # harmonic mean: 2 * (2/3) * (2/5) / (2/3 + 2/5) = 1/2
+    assert result["point_f1"] == approx(0.5) and micro["point_f1"] == approx(2 / 3)
     assert (result["objects"], result["points"], result["images"]) == (3, 5, 1)
 
 
@@ -152,10 +154,10 @@ def test_each_object_hit_once_and_each_point_counted() -> None:
 
 def test_hit_rate_without_points_or_ground_truth() -> None:
     result = cam_hit_rate(hit_dataset(), [])
-    assert (result["hit_rate"], result["point_precision"]) == (0.0, None)
+    assert (result["hit_rate"], result["point_precision"], result["point_f1"]) == (0.0, None, 0.0)
     only_nuclei = boxes_dataset([(1, [0, 0, 10, 10])])
     micro = cam_hit_rate(only_nuclei, [point([5, 5], cat=2)])["per_class"]["micronucleus"]
-    assert (micro["hit_rate"], micro["point_precision"]) == (None, 0.0)
+    assert (micro["hit_rate"], micro["point_precision"], micro["point_f1"]) == (None, 0.0, None)
 
 
 def test_hit_rate_at_microscopy_scale() -> None:
