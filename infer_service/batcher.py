@@ -1,9 +1,14 @@
 """DynamicBatcher: requests for the same model version and input shape run as one batch.
 
-The first request of a batch waits at most `max_queue_delay` for company; a batch runs as soon
-as it is full. The queue is bounded (RESOURCE_EXHAUSTED beyond it) and a request whose
-deadline has passed is dropped before compute (DEADLINE_EXCEEDED), so a backlog never burns
-compute on answers nobody waits for.
+One worker thread runs one batch at a time. When it is free, it takes what is queued at once:
+a lone request never waits for company, and the requests that arrived while a batch computed
+run together as the next one, so batches grow only with load. `max_queue_delay` (default 0)
+lets the first request of a batch wait that long for company as well, which can pay on a GPU.
+Batches are at most `max_batch_size`, and with `tune_batch_size` no larger than the size that
+measured cheapest per image (infer_service.batch_tuning), so batching never costs throughput
+where the hardware gains nothing from it. The queue is bounded (RESOURCE_EXHAUSTED beyond it)
+and a request whose deadline has passed is dropped before compute (DEADLINE_EXCEEDED), so a
+backlog never burns compute on answers nobody waits for.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.repository import LoadedModel
 from synthloc.errors import DeadlineExceeded, ResourceExhausted
 
@@ -48,12 +54,14 @@ class DynamicBatcher:
     def __init__(
         self,
         max_batch_size: int = 8,
-        max_queue_delay: float = 0.002,
+        max_queue_delay: float = 0.0,
         max_queue_size: int = 64,
         on_batch: Callable[[str, str, int], None] | None = None,
+        tune_batch_size: bool = True,
     ) -> None:
         self.max_batch_size, self.max_delay = max(max_batch_size, 1), max_queue_delay
         self.max_queue_size = max_queue_size
+        self.tuner = BatchSizeTuner(self.max_batch_size) if tune_batch_size else None
         self._on_batch = on_batch
         self._groups: OrderedDict[tuple, list[_Item]] = OrderedDict()
         self._queued = 0
@@ -92,9 +100,10 @@ class DynamicBatcher:
                     self._cond.wait()
                     continue
                 key, items = next(iter(self._groups.items()))
+                limit = self._limit(items[0])
                 wait = items[0].enqueued + self.max_delay - time.monotonic()
-                if len(items) >= self.max_batch_size or wait <= 0 or self._stopped:
-                    batch, rest = items[: self.max_batch_size], items[self.max_batch_size :]
+                if len(items) >= limit or wait <= 0 or self._stopped:
+                    batch, rest = items[:limit], items[limit:]
                     if rest:
                         self._groups[key] = rest
                         self._groups.move_to_end(key)
@@ -103,6 +112,11 @@ class DynamicBatcher:
                     self._queued -= len(batch)
                     return batch
                 self._cond.wait(timeout=wait)
+
+    def _limit(self, item: _Item) -> int:
+        if self.tuner is None:
+            return self.max_batch_size
+        return self.tuner.limit(item.model.localizer, item.image.shape)
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:
@@ -124,12 +138,19 @@ class DynamicBatcher:
     def _run(self, items: list[_Item], started: float) -> None:
         model = items[0].model
         try:
-            outputs = model.localizer.run(np.stack([item.image for item in items]))
+            batch = np.stack([item.image for item in items])
+            run_started = time.monotonic()
+            outputs = model.localizer.run(batch)
         except Exception as exc:  # delivered to every waiting request, which maps it
             for item in items:
                 item.future.set_exception(exc)
             return
-        compute = time.monotonic() - started
+        done = time.monotonic()
+        compute = done - started
+        if self.tuner is not None:
+            self.tuner.observe(
+                model.localizer, items[0].image.shape, len(items), done - run_started
+            )
         if self._on_batch is not None:
             self._on_batch(model.name, model.version, len(items))
         for i, item in enumerate(items):

@@ -187,7 +187,7 @@ def test_expired_deadline_and_full_queue(repo: Path) -> None:
             assert "queue is full" in err.value.details()
     finally:
         server.stop(grace=1)
-    slow = _start(repo, max_queue_delay_ms=300.0, max_batch_size=64)
+    slow = _start(repo, max_queue_delay_ms=300.0, max_batch_size=64, tune_batch_size=False)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{slow.port}") as channel:
             stub = localization_pb2_grpc.LocalizationServiceStub(channel)
@@ -303,7 +303,7 @@ def test_mutual_tls_refuses_a_wrong_client_certificate(repo: Path, tmp_path: Pat
 
 
 def test_drain_finishes_in_flight_requests(repo: Path) -> None:
-    server = _start(repo, max_queue_delay_ms=500.0, max_batch_size=64)
+    server = _start(repo, max_queue_delay_ms=500.0, max_batch_size=64, tune_batch_size=False)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = localization_pb2_grpc.LocalizationServiceStub(channel)
         future = stub.Localize.future(_request())

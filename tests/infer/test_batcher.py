@@ -1,0 +1,142 @@
+"""DynamicBatcher's policy and BatchSizeTuner, with stand-in localizers whose runs we control."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from infer_service.batch_tuning import BatchSizeTuner
+from infer_service.batcher import DynamicBatcher
+from infer_service.repository import LoadedModel
+
+SHAPE = (1, 8, 8)
+
+
+class GatedLocalizer:
+    """Runs return the batch itself; a run waits for the gate while the gate is closed."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.running = threading.Event()
+        self.batch_sizes: list[int] = []
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.running.set()
+        assert self.gate.wait(10)
+        self.batch_sizes.append(len(batch))
+        return {"echo": batch.copy()}
+
+
+class CostlyLocalizer:
+    """Runs sleep `seconds(batch_size)`: a device whose cost per image we choose."""
+
+    def __init__(self, seconds) -> None:
+        self.seconds = seconds
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        time.sleep(self.seconds(len(batch)))
+        return {"echo": batch.copy()}
+
+
+def _model(localizer: object) -> LoadedModel:
+    return LoadedModel("m", "1", localizer, (0, 0))  # type: ignore[arg-type]
+
+
+def _image(value: float) -> np.ndarray:
+    return np.full(SHAPE, value, np.float32)
+
+
+def test_a_lone_request_runs_at_once_and_a_delay_is_opt_in() -> None:
+    open_gate = GatedLocalizer()
+    open_gate.gate.set()
+    batcher = DynamicBatcher(max_batch_size=8, tune_batch_size=False)
+    try:
+        # Were it to wait for company as the first request of a batch used to, the only
+        # company would never come: a 60 s delay shows it does not wait at all.
+        result = batcher.submit(_model(open_gate), _image(1), None).result(timeout=10)
+        assert result.batch_size == 1 and float(result.outputs["echo"].max()) == 1.0
+    finally:
+        batcher.stop()
+    waiting = DynamicBatcher(max_batch_size=8, max_queue_delay=60.0, tune_batch_size=False)
+    future = waiting.submit(_model(open_gate), _image(1), None)
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0.3)  # an explicit delay still waits for company
+    waiting.stop()  # stopping runs what is queued
+    assert future.result(timeout=10).batch_size == 1
+
+
+def test_requests_that_arrive_during_a_batch_run_together_next() -> None:
+    localizer = GatedLocalizer()
+    sizes: list[int] = []
+    batcher = DynamicBatcher(
+        max_batch_size=8, tune_batch_size=False, on_batch=lambda _m, _v, n: sizes.append(n)
+    )
+    try:
+        first = batcher.submit(_model(localizer), _image(0), None)
+        assert localizer.running.wait(10)  # the worker is busy with the first request alone
+        rest = [batcher.submit(_model(localizer), _image(i), None) for i in range(1, 11)]
+        localizer.gate.set()
+        results = [f.result(timeout=10) for f in [first, *rest]]
+    finally:
+        batcher.stop()
+    assert sizes == [1, 8, 2]  # the 10 waiting requests: one full batch, then the remainder
+    assert [float(r.outputs["echo"].max()) for r in results] == list(range(11))
+
+
+def test_tuner_settles_on_the_cheapest_size_per_image() -> None:
+    tuner = BatchSizeTuner(8, explore_every=10)
+    model = object.__new__(GatedLocalizer)
+    assert tuner.sizes == (1, 2, 4, 8)
+    per_image = {1: 1.0, 2: 1.1, 4: 1.3, 8: 1.6}  # a CPU: bigger batches cost more per image
+    limits = []
+    for _ in range(60):
+        size = tuner.limit(model, SHAPE)  # as if plenty of requests were waiting
+        limits.append(size)
+        tuner.observe(model, SHAPE, size, per_image[size] * size)
+    assert limits[:8] == [1, 1, 2, 2, 4, 4, 8, 8]  # each size: one warm-up run, one measured
+    assert Counter(limits[8:]).most_common(1)[0][0] == 1
+    assert set(limits[8:]) == {1, 2}  # only the neighbour is re-measured now and then
+    assert tuner.per_image_seconds(model, SHAPE) == pytest.approx(per_image)
+
+
+def test_tuner_uses_the_largest_batch_where_batching_pays() -> None:
+    tuner = BatchSizeTuner(6)
+    model = object.__new__(GatedLocalizer)
+    assert tuner.sizes == (1, 2, 4, 6)
+    limits = []
+    for _ in range(40):
+        size = tuner.limit(model, SHAPE)
+        limits.append(size)
+        tuner.observe(model, SHAPE, size, 1.0 + 0.1 * size)  # a GPU: a batch costs ~one image
+    assert Counter(limits[8:]).most_common(1)[0][0] == 6
+
+
+def test_tuner_forgets_a_model_once_it_is_unloaded() -> None:
+    tuner = BatchSizeTuner(8)
+    model = object.__new__(GatedLocalizer)
+    tuner.observe(model, SHAPE, 1, 0.1)
+    assert len(tuner._costs) == 1
+    del model
+    assert len(tuner._costs) == 0
+
+
+def test_batcher_under_load_stops_batching_when_batches_cost_more_per_image() -> None:
+    # 4 ms per image alone, 10 ms per image in a batch of 8: batching would cost throughput.
+    localizer = CostlyLocalizer(lambda n: 0.004 * n * (1 + 1.5 * (n - 1) / 7))
+    sizes: list[int] = []
+    batcher = DynamicBatcher(max_batch_size=8, on_batch=lambda _m, _v, n: sizes.append(n))
+    model = _model(localizer)
+    try:
+        for _ in range(12):  # waves of 8 concurrent requests
+            futures = [batcher.submit(model, _image(1), None) for _ in range(8)]
+            for future in futures:
+                future.result(timeout=10)
+    finally:
+        batcher.stop()
+    late = Counter(sizes[len(sizes) // 2 :])
+    assert late.most_common(1)[0][0] == 1, sizes
+    assert sum(sizes) == 96
