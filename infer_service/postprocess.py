@@ -49,12 +49,16 @@ def local_peaks(score_map: np.ndarray, threshold: float) -> tuple[np.ndarray, np
     values = np.ascontiguousarray(score_map, np.float32)
     # cv2.dilate is a 3x3 max filter; its border never wins, so edge cells can be peaks.
     peak = ((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold)).astype(np.uint8)
+    rows, cols = np.nonzero(peak)  # raster order
+    if len(rows) < 2:
+        return rows, cols
     # Touching peaks share one value (each is the maximum of a window holding the other), so an
-    # 8-connected group of peaks is a plateau: keep its first cell in raster order.
+    # 8-connected group of peaks is a plateau: keep its first cell in raster order. Only the
+    # peak cells are searched, not the whole map.
     _, labels = cv2.connectedComponents(peak, connectivity=8)
-    ids, first = np.unique(labels.ravel(), return_index=True)
-    first = first[ids > 0]
-    return first // values.shape[1], first % values.shape[1]
+    _, first = np.unique(labels[rows, cols], return_index=True)
+    first.sort()
+    return rows[first], cols[first]
 
 
 def _top(
