@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -91,21 +92,27 @@ def main() -> int:
                     )
                     procs.append(proc)
             for _ in range(args.rounds):
+                # Direct calls and every arm's calls alternate one by one, so all of them see
+                # the same machine load.
+                times: dict[str, list[float]] = {}
+                calls = {"direct": lambda: local.run(prepared)}
                 for name in arms:
-                    direct = latencies(lambda: local.run(prepared), args.repeats)
-                    served = latencies(
-                        lambda n=name: stubs[n, "unbatched"].Localize(request), args.repeats
-                    )
-                    note(f"{name}.direct_p50_ms", 1000 * percentile(direct, 50))
-                    note(f"{name}.service_p50_ms", 1000 * percentile(served, 50))
-                    note(
-                        f"{name}.overhead_p50_ms",
-                        1000 * (percentile(served, 50) - percentile(direct, 50)),
-                    )
-                    note(
-                        f"{name}.service_over_direct",
-                        percentile(served, 50) / percentile(direct, 50),
-                    )
+                    calls[name] = lambda n=name: stubs[n, "unbatched"].Localize(request)
+                for call in calls.values():
+                    call()
+                for _ in range(args.repeats):
+                    for key, call in calls.items():
+                        start = time.perf_counter()
+                        call()
+                        times.setdefault(key, []).append(time.perf_counter() - start)
+                direct = percentile(times["direct"], 50)
+                for name in arms:
+                    served = percentile(times[name], 50)
+                    note(f"{name}.direct_p50_ms", 1000 * direct)
+                    note(f"{name}.service_p50_ms", 1000 * served)
+                    note(f"{name}.overhead_p50_ms", 1000 * (served - direct))
+                    note(f"{name}.service_over_direct", served / direct)
+                for name in arms:
                     rates = {}
                     for mode in ("batched", "unbatched"):
                         rate, p99 = throughput(
@@ -124,6 +131,12 @@ def main() -> int:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
+    first, *others = arms
+    for name in others:  # per-round ratios against the first arm, then their medians
+        for key in ("batched_c16_requests_per_s", "unbatched_c16_requests_per_s"):
+            key = key.replace("c16", f"c{args.concurrency}")
+            pairs = zip(figures[f"{name}.{key}"], figures[f"{first}.{key}"], strict=True)
+            figures[f"{name}_over_{first}.{key}"] = [a / b for a, b in pairs]
     result = {k: round(statistics.median(v), 2) for k, v in figures.items()}
     rounds = {k: [round(x, 2) for x in v] for k, v in figures.items()}
     for key in sorted(result):

@@ -1,9 +1,11 @@
 """DynamicBatcher: requests for the same model version and input shape run as one batch.
 
-One worker thread runs one batch at a time. When it is free, it takes what is queued at once:
-a lone request never waits for company, and the requests that arrived while a batch computed
-run together as the next one, so batches grow only with load. `max_queue_delay` (default 0)
-lets the first request of a batch wait that long for company as well, which can pay on a GPU.
+One batch computes at a time. A request that finds nothing computing and nothing queued runs
+at once on its caller's thread (`call`), with no hand-off between threads; otherwise it queues
+for the worker thread, which, when free, takes what is queued at once: the requests that
+arrived while a batch computed run together as the next one, so batches grow only with load.
+`max_queue_delay` (default 0) makes the first request of a batch wait that long for company
+instead (it then always queues), which can pay on a GPU.
 Batches are at most `max_batch_size`, and with `tune_batch_size` no larger than the size that
 measured cheapest per image (infer_service.batch_tuning), so batching never costs throughput
 where the hardware gains nothing from it. The queue is bounded (RESOURCE_EXHAUSTED beyond it)
@@ -67,6 +69,7 @@ class DynamicBatcher:
         self._queued = 0
         self._cond = threading.Condition()
         self._stopped = False
+        self._busy = False  # a batch is computing (on the worker or a caller's thread)
         self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
         self._thread.start()
 
@@ -90,13 +93,39 @@ class DynamicBatcher:
             self._cond.notify()
         return item.future
 
+    def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
+        """submit(...).result(), run on this thread when nothing computes and nothing waits."""
+        with self._cond:
+            alone = not (self._busy or self._groups or self._stopped)
+            # A zero-size queue refuses everything; a delay asks every request to wait for company.
+            alone = alone and self.max_queue_size > 0 and self.max_delay <= 0
+            self._busy = self._busy or alone
+        if not alone:
+            return self.submit(model, image, deadline).result()
+        item = _Item(model, image, deadline)
+        try:
+            self._dispatch([item])
+        finally:
+            self._idle()
+        return item.future.result()
+
+    def _idle(self) -> None:
+        with self._cond:
+            self._busy = False
+            if self._groups:
+                self._cond.notify_all()
+
     def _take(self) -> list[_Item] | None:
-        """Block until a batch is due; return it (None when stopped and drained)."""
+        """Block until a batch is due and nothing computes; return it, marked computing
+        (None when stopped and drained)."""
         with self._cond:
             while True:
                 if not self._groups:
                     if self._stopped:
                         return None
+                    self._cond.wait()
+                    continue
+                if self._busy:
                     self._cond.wait()
                     continue
                 key, items = next(iter(self._groups.items()))
@@ -110,6 +139,7 @@ class DynamicBatcher:
                     else:
                         del self._groups[key]
                     self._queued -= len(batch)
+                    self._busy = True
                     return batch
                 self._cond.wait(timeout=wait)
 
@@ -120,20 +150,27 @@ class DynamicBatcher:
 
     def _loop(self) -> None:
         while (batch := self._take()) is not None:
-            now = time.monotonic()
-            live = []
-            for item in batch:
-                if item.deadline is not None and now > item.deadline:
-                    item.future.set_exception(
-                        DeadlineExceeded(
-                            "the request's deadline passed while it waited in the queue "
-                            f"({now - item.enqueued:.3f} s); allow more time or add replicas"
-                        )
+            try:
+                self._dispatch(batch)
+            finally:
+                self._idle()
+
+    def _dispatch(self, batch: list[_Item]) -> None:
+        """Drop the expired and cancelled requests of a batch, run the rest."""
+        now = time.monotonic()
+        live = []
+        for item in batch:
+            if item.deadline is not None and now > item.deadline:
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        "the request's deadline passed while it waited in the queue "
+                        f"({now - item.enqueued:.3f} s); allow more time or add replicas"
                     )
-                elif item.future.set_running_or_notify_cancel():
-                    live.append(item)
-            if live:
-                self._run(live, now)
+                )
+            elif item.future.set_running_or_notify_cancel():
+                live.append(item)
+        if live:
+            self._run(live, now)
 
     def _run(self, items: list[_Item], started: float) -> None:
         model = items[0].model

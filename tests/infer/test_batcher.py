@@ -12,6 +12,7 @@ import pytest
 from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.batcher import DynamicBatcher
 from infer_service.repository import LoadedModel
+from synthloc.errors import ResourceExhausted
 
 SHAPE = (1, 8, 8)
 
@@ -23,11 +24,18 @@ class GatedLocalizer:
         self.gate = threading.Event()
         self.running = threading.Event()
         self.batch_sizes: list[int] = []
+        self.threads: list[str] = []
+        self.computing = 0
+        self.most_computing = 0
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.computing += 1
+        self.most_computing = max(self.most_computing, self.computing)
         self.running.set()
         assert self.gate.wait(10)
         self.batch_sizes.append(len(batch))
+        self.threads.append(threading.current_thread().name)
+        self.computing -= 1
         return {"echo": batch.copy()}
 
 
@@ -85,6 +93,52 @@ def test_requests_that_arrive_during_a_batch_run_together_next() -> None:
         batcher.stop()
     assert sizes == [1, 8, 2]  # the 10 waiting requests: one full batch, then the remainder
     assert [float(r.outputs["echo"].max()) for r in results] == list(range(11))
+
+
+def test_call_runs_a_lone_request_on_the_callers_thread() -> None:
+    localizer = GatedLocalizer()
+    localizer.gate.set()
+    batcher = DynamicBatcher(max_batch_size=8)
+    try:
+        result = batcher.call(_model(localizer), _image(3), None)
+    finally:
+        batcher.stop()
+    assert localizer.threads == [threading.current_thread().name]
+    assert result.batch_size == 1 and float(result.outputs["echo"].max()) == 3.0
+    refusing = DynamicBatcher(max_queue_size=0)
+    with pytest.raises(ResourceExhausted, match="queue is full"):
+        refusing.call(_model(localizer), _image(3), None)
+    refusing.stop()
+
+
+def test_calls_while_a_batch_computes_queue_and_batch_one_at_a_time() -> None:
+    localizer = GatedLocalizer()
+    sizes: list[int] = []
+    batcher = DynamicBatcher(
+        max_batch_size=8, tune_batch_size=False, on_batch=lambda _m, _v, n: sizes.append(n)
+    )
+    results = {}
+
+    def call(i: int) -> None:
+        results[i] = batcher.call(_model(localizer), _image(i), None)
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert localizer.running.wait(10)  # the first call computes on its own thread
+    others = [threading.Thread(target=call, args=(i,)) for i in range(1, 7)]
+    for t in others:
+        t.start()
+    while batcher.depth < 6:  # all six wait for the computing call to finish
+        time.sleep(0.01)
+    localizer.gate.set()
+    for t in [first, *others]:
+        t.join(10)
+    batcher.stop()
+    assert sizes == [1, 6] and localizer.most_computing == 1
+    assert localizer.threads == [first.name, "dynamic-batcher"]
+    assert {i: float(r.outputs["echo"].max()) for i, r in results.items()} == {
+        i: float(i) for i in range(7)
+    }
 
 
 def test_tuner_settles_on_the_cheapest_size_per_image() -> None:
