@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +82,28 @@ def providers_for(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
-def session_options() -> ort.SessionOptions:
-    """Serving options: ONNX Runtime's worker threads sleep instead of spinning between runs,
-    which on a small machine would take the cores that decode and answer the next requests."""
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus or 1, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus or 1
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """Serving options. ONNX Runtime's worker threads sleep instead of spinning between runs,
+    which on a small machine would take the cores that decode and answer the next requests.
+    The thread count is explicit (default: the usable CPUs): left to itself, ONNX Runtime counts
+    the host's physical cores, blind to a container's CPU quota, and pins each worker thread to
+    one core, so on a shared machine every run waits for the busiest core (2 shared cores:
+    p50 17.4 ms pinned, 15.0 ms not)."""
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = threads if threads > 0 else usable_cpus()
     return options
 
 
@@ -96,7 +115,12 @@ class ModelRepository:
     """Thread-safe view of the loaded models, refreshed by scan()."""
 
     def __init__(
-        self, root: Path, device: str = "auto", keep_versions: int = 2, require_gpu: bool = False
+        self,
+        root: Path,
+        device: str = "auto",
+        keep_versions: int = 2,
+        require_gpu: bool = False,
+        threads: int = 0,
     ) -> None:
         if not root.is_dir():
             raise NotFound(
@@ -104,6 +128,7 @@ class ModelRepository:
             )
         self.root, self.device = root, device
         self.keep_versions, self.require_gpu = max(keep_versions, 1), require_gpu
+        self.threads = threads
         self._models: dict[str, dict[str, LoadedModel]] = {}
         self._failed: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()  # one scan at a time; readers never wait
@@ -150,7 +175,9 @@ class ModelRepository:
         if self._failed.get(path) == stamp:
             return None  # already reported; retried once the file changes
         try:
-            localizer = OnnxLocalizer(path, providers_for(self.device), session_options())
+            localizer = OnnxLocalizer(
+                path, providers_for(self.device), session_options(self.threads)
+            )
             if self.require_gpu and localizer.provider != "CUDAExecutionProvider":
                 raise FailedPrecondition(
                     f"{path}: runs on {localizer.provider}, and --require-gpu is set; check "

@@ -53,7 +53,11 @@ class InferServer:
         self.settings = settings
         self.metrics = InferMetrics()
         self.repository = ModelRepository(
-            settings.models, settings.device, settings.keep_versions, settings.require_gpu
+            settings.models,
+            settings.device,
+            settings.keep_versions,
+            settings.require_gpu,
+            settings.onnx_threads,
         )
         changes = self.repository.scan()
         if not self.repository.list():

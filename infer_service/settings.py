@@ -24,6 +24,8 @@ class InferSettings:
     """auto (CUDA when ONNX Runtime can use it, else CPU), cuda or cpu."""
     require_gpu: bool = False
     """Refuse to start unless every model runs on the CUDA provider."""
+    onnx_threads: int = 0
+    """ONNX Runtime threads per run (0: the CPUs this process may use, quota included)."""
     max_batch_size: int = 8
     """Largest batch the dynamic batcher forms."""
     max_queue_delay_ms: float = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,12 @@ def test_infer_service_imports_without_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_session_options_name_their_threads_so_none_is_pinned_to_a_core() -> None:
+    from infer_service.repository import session_options, usable_cpus
+
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
+    assert session_options().intra_op_num_threads == usable_cpus()
+    assert session_options(3).intra_op_num_threads == 3
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
