@@ -66,13 +66,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--score-threshold", type=float, help="ask for it (low: many detections to answer)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     arms = dict(arm.split("=", 1) for arm in args.arm)
     image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
-    request = localization_pb2.LocalizeRequest(tensor=tensor)
+    request = localization_pb2.LocalizeRequest(tensor=tensor, score_threshold=args.score_threshold)
     local = OnnxLocalizer(args.model, ["CPUExecutionProvider"], session_options())
     ort_default = session_options()
     ort_default.intra_op_num_threads = 0
