@@ -7,10 +7,8 @@ Each arm's servers run as their own processes (`synthloc infer serve` with PYTHO
 the arm's checkout), so the load generator never shares a GIL with a server and both arms run
 under the same machine load: rounds alternate between the arms, medians are reported. Per arm:
 (a) p50 of Localize with a 512x512 raw uint8 tensor on the unbatched server, minus a direct
-    ONNX Runtime call on the same prepared tensor in this process, also as a ratio, against two
-    direct calls: "direct" with this checkout's session options and "direct_ortdefault" with
-    ONNX Runtime's default threads (what the service used before it named its thread count);
-    PNG decoding of the same image on its own;
+    ONNX Runtime call on the same prepared tensor in this process with the service's session
+    options, also as a ratio; PNG decoding of the same image on its own;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
 """
 
@@ -77,9 +75,6 @@ def main() -> int:
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
     request = localization_pb2.LocalizeRequest(tensor=tensor, score_threshold=args.score_threshold)
     local = OnnxLocalizer(args.model, ["CPUExecutionProvider"], session_options())
-    ort_default = session_options()
-    ort_default.intra_op_num_threads = 0
-    local_default = OnnxLocalizer(args.model, ["CPUExecutionProvider"], ort_default)
     prepared = local.prepare(image)[None]
     figures: dict[str, list[float]] = {}
 
@@ -103,10 +98,7 @@ def main() -> int:
                 # Direct calls and every arm's calls alternate one by one, so all of them see
                 # the same machine load.
                 times: dict[str, list[float]] = {}
-                calls = {
-                    "direct": lambda: local.run(prepared),
-                    "direct_ortdefault": lambda: local_default.run(prepared),
-                }
+                calls = {"direct": lambda: local.run(prepared)}
                 for name in arms:
                     calls[name] = lambda n=name: stubs[n, "unbatched"].Localize(request)
                 for call in calls.values():
@@ -116,7 +108,7 @@ def main() -> int:
                         start = time.perf_counter()
                         call()
                         times.setdefault(key, []).append(time.perf_counter() - start)
-                for ref in ("direct", "direct_ortdefault"):
+                for ref in ("direct",):
                     direct = percentile(times[ref], 50)
                     note(f"{ref}_p50_ms", 1000 * direct)
                     for name in arms:

@@ -10,10 +10,10 @@ alternate between the servers; medians of requests/s and p99 latency are reporte
 --checkout runs synthloc with PYTHONPATH set to that checkout (default: synthloc as
 installed). KServe runs twice: "kserve" with ONNX Runtime's default session options, as a
 KServe user would write it, and "kserve_alike" with synthloc's options (threads sleep between
-runs, one per usable CPU, none pinned), so that ONNX Runtime is configured alike on both
-sides. Both venvs must have the same onnxruntime version (check `pip list`). Run with a Python
-that has `kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which
-needs protobuf 7); synthloc runs from its own venv as a subprocess.
+runs instead of spinning), so that ONNX Runtime is configured alike on both sides. Both venvs
+must have the same onnxruntime version (check `pip list`). Run with a Python that has
+`kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which needs protobuf 7);
+synthloc runs from its own venv as a subprocess.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main() -> int:
             command += ["--port", str(port), "--metrics-port", "-1"]
             procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
             targets[name] = f"127.0.0.1:{port}"
-        alike = ["--no-spin", "--intra-op-threads", str(len(os.sched_getaffinity(0)))]
+        alike = ["--no-spin"]
         for name, flags in (("kserve", []), ("kserve_alike", alike)):
             grpc_port, http_port = free_port(), free_port()
             command = [sys.executable, str(Path(__file__).with_name("kserve_peer_server.py"))]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,28 +80,16 @@ def providers_for(device: str) -> list:
     return ["CPUExecutionProvider"]
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus or 1, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return cpus or 1
-
-
 def session_options(threads: int = 0) -> ort.SessionOptions:
     """Serving options. ONNX Runtime's worker threads sleep instead of spinning between runs,
     which on a small machine would take the cores that decode and answer the next requests.
-    The thread count is explicit (default: the usable CPUs): left to itself, ONNX Runtime counts
-    the host's physical cores, blind to a container's CPU quota, and pins each worker thread to
-    one core, so on a shared machine every run waits for the busiest core (2 shared cores:
-    p50 17.4 ms pinned, 15.0 ms not)."""
+    `threads` 0 keeps ONNX Runtime's own choice: one thread per physical core of the host, each
+    pinned to its core. In a container with a CPU limit below the host's cores, set it to the
+    limit. (Naming 2 threads, which leaves them unpinned, measured slower inside the service on
+    a shared 2-core machine: 18.3 ms per 512x512 run against 15.3 ms.)"""
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.intra_op_num_threads = threads if threads > 0 else usable_cpus()
+    options.intra_op_num_threads = max(threads, 0)
     return options
 
 

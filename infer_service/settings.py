@@ -25,7 +25,8 @@ class InferSettings:
     require_gpu: bool = False
     """Refuse to start unless every model runs on the CUDA provider."""
     onnx_threads: int = 0
-    """ONNX Runtime threads per run (0: the CPUs this process may use, quota included)."""
+    """ONNX Runtime threads per run (0: its default, one per physical core of the host; in a
+    container with a CPU limit, set the limit)."""
     max_batch_size: int = 8
     """Largest batch the dynamic batcher forms."""
     max_queue_delay_ms: float = 0.0

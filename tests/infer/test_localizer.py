@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,10 +140,9 @@ def test_infer_service_imports_without_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_session_options_name_their_threads_so_none_is_pinned_to_a_core() -> None:
-    from infer_service.repository import session_options, usable_cpus
+def test_session_options_threads_and_no_spinning() -> None:
+    from infer_service.repository import session_options
 
-    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
-    assert session_options().intra_op_num_threads == usable_cpus()
+    assert session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice
     assert session_options(3).intra_op_num_threads == 3
     assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
