@@ -117,6 +117,18 @@ def main() -> int:
                         note(f"{name}.service_over_{ref}", served / direct)
                 for name in arms:
                     note(f"{name}.service_p50_ms", 1000 * percentile(times[name], 50))
+                    # Back-to-back calls see the same load: the median of their differences
+                    # is steadier than a difference of medians on a busy machine.
+                    pairs = zip(times[name], times["direct"], strict=True)
+                    note(
+                        f"{name}.overhead_paired_p50_ms",
+                        1000 * percentile([a - b for a, b in pairs], 50),
+                    )
+                    pairs = zip(times[name], times[next(iter(arms))], strict=True)
+                    note(
+                        f"{name}.minus_first_paired_p50_ms",
+                        1000 * percentile([a - b for a, b in pairs], 50),
+                    )
                 for name in arms:
                     rates = {}
                     for mode in ("batched", "unbatched"):
