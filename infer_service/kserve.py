@@ -109,8 +109,7 @@ def run_batch(
             f"({batcher.max_queue_size}); send at most {batcher.max_queue_size} per request"
         )
     if len(batch) == 1:  # on the caller's thread when nothing else computes
-        result = batcher.call(model, batch[0], deadline)
-        return {name: value[None] for name, value in result.outputs.items()}
+        return {k: v[None] for k, v in batcher.call(model, batch[0], deadline).outputs.items()}
     futures = []
     try:
         for image in batch:

@@ -198,9 +198,9 @@ def test_tuner_forgets_a_model_once_it_is_unloaded() -> None:
 
 
 def test_batcher_under_load_stops_batching_when_batches_cost_more_per_image() -> None:
-    # 5 ms per image alone, 20 ms per image in a batch of 4: batching would cost throughput.
+    # 10 ms per image alone, 40 ms per image in a batch of 4: batching would cost throughput.
     # (The contrast is wide so that sleeps overshooting on a busy machine cannot blur it.)
-    localizer = CostlyLocalizer(lambda n: 0.005 * n * n)
+    localizer = CostlyLocalizer(lambda n: 0.01 * n * n)
     sizes: list[int] = []
     batcher = DynamicBatcher(max_batch_size=4, on_batch=lambda _m, _v, n: sizes.append(n))
     model = _model(localizer)
