@@ -107,7 +107,6 @@ def main() -> int:
                 metrics_port=-1,
                 poll_seconds=0,
                 max_batch_size=batch,
-                max_queue_delay_ms=2.0,
             )
             servers[name], _ = create_server(settings)
             servers[name].start()

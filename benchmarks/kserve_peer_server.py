@@ -2,7 +2,9 @@
 
 Run with a Python that has `kserve` and `onnxruntime` (not synthloc's venv: kserve pins an
 older protobuf). It serves the v2 gRPC protocol; every predict runs one ONNX Runtime session
-call on the request's `image` tensor, the way a KServe user would write it.
+call on the request's `image` tensor, the way a KServe user would write it. By default with
+ONNX Runtime's default session options; --no-spin and --intra-op-threads give it the options
+synthloc's service uses, to compare like with like.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from kserve import InferOutput, InferRequest, InferResponse
 class OnnxModel(kserve.Model):
     """ONNX Runtime session as a kserve.Model."""
 
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, path: str, spin: bool = True, threads: int = 0) -> None:
         super().__init__(name)
         options = ort.SessionOptions()
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.ready = True
@@ -46,7 +51,8 @@ if __name__ == "__main__":
     parser.add_argument("--name", default="det")
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--no-spin", action="store_true", help="ONNX Runtime threads sleep")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="0: ONNX Runtime's")
     args = parser.parse_args()
-    kserve.ModelServer(grpc_port=args.grpc_port, http_port=args.http_port, workers=1).start(
-        [OnnxModel(args.name, args.model)]
-    )
+    model = OnnxModel(args.name, args.model, not args.no_spin, args.intra_op_threads)
+    kserve.ModelServer(grpc_port=args.grpc_port, http_port=args.http_port, workers=1).start([model])

@@ -1,19 +1,26 @@
 """synthloc's inference service vs KServe's Python ModelServer, same model, same client.
 
     /path/to/kserve-venv/bin/python benchmarks/kserve_side_by_side.py \\
-        --synthloc .venv/bin/synthloc --model model.onnx [--rounds 3] [--seconds 10]
+        --synthloc .venv/bin/synthloc --model model.onnx [--rounds 3] [--seconds 10] \\
+        [--checkout old=/path/to/other/checkout --checkout new=.]
 
-Both servers serve the same ONNX file over the KServe v2 gRPC protocol; an unmodified
+The servers serve the same ONNX file over the KServe v2 gRPC protocol; an unmodified
 tritonclient sends a [1, 1, 512, 512] FP32 tensor from 16 closed-loop client threads. Rounds
-alternate between the servers; medians of requests/s and p99 latency are reported. Run with
-a Python that has `kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which
-needs protobuf 7); synthloc runs from its own venv as a subprocess.
+alternate between the servers; medians of requests/s and p99 latency are reported. Each
+--checkout runs synthloc with PYTHONPATH set to that checkout (default: synthloc as
+installed). KServe runs twice: "kserve" with ONNX Runtime's default session options, as a
+KServe user would write it, and "kserve_alike" with synthloc's options (threads sleep between
+runs instead of spinning), so that ONNX Runtime is configured alike on both sides. Both venvs
+must have the same onnxruntime version (check `pip list`). Run with a Python that has
+`kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which needs protobuf 7);
+synthloc runs from its own venv as a subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -78,45 +85,33 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    ours_port, peer_grpc, peer_http = free_port(), free_port(), free_port()
+    checkouts = dict(c.split("=", 1) for c in args.checkout) or {"synthloc": ""}
+    targets, procs = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "det" / "1"
         repo.mkdir(parents=True)
         (repo / "model.onnx").write_bytes(args.model.read_bytes())
-        procs = [
-            subprocess.Popen(
-                [
-                    args.synthloc,
-                    "infer",
-                    "serve",
-                    "--models",
-                    str(Path(tmp)),
-                    "--port",
-                    str(ours_port),
-                    "--metrics-port",
-                    "-1",
-                ],
-                stderr=subprocess.DEVNULL,
-            ),
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(Path(__file__).with_name("kserve_peer_server.py")),
-                    "--model",
-                    str(args.model),
-                    "--grpc-port",
-                    str(peer_grpc),
-                    "--http-port",
-                    str(peer_http),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            ),
-        ]
+        for name, checkout in checkouts.items():
+            port = free_port()
+            env = dict(os.environ, PYTHONPATH=str(Path(checkout).resolve())) if checkout else None
+            command = [args.synthloc, "infer", "serve", "--models", str(Path(tmp))]
+            command += ["--port", str(port), "--metrics-port", "-1"]
+            procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+            targets[name] = f"127.0.0.1:{port}"
+        alike = ["--no-spin"]
+        for name, flags in (("kserve", []), ("kserve_alike", alike)):
+            grpc_port, http_port = free_port(), free_port()
+            command = [sys.executable, str(Path(__file__).with_name("kserve_peer_server.py"))]
+            command += ["--model", str(args.model), "--grpc-port", str(grpc_port)]
+            command += ["--http-port", str(http_port), *flags]
+            procs.append(
+                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            targets[name] = f"127.0.0.1:{grpc_port}"
         try:
-            targets = {"synthloc": f"127.0.0.1:{ours_port}", "kserve": f"127.0.0.1:{peer_grpc}"}
             for url in targets.values():
                 wait_ready(url, "det")
             figures: dict[str, list[float]] = {}
@@ -129,12 +124,15 @@ def main() -> int:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
+    for name in checkouts:  # per-round ratios, then their medians
+        for peer in ("kserve", "kserve_alike"):
+            pairs = zip(
+                figures[f"{name}_requests_per_s"], figures[f"{peer}_requests_per_s"], strict=True
+            )
+            figures[f"{name}_over_{peer}"] = [a / b for a, b in pairs]
     result = {k: round(statistics.median(v), 2) for k, v in figures.items()}
-    result["throughput_ratio"] = round(
-        result["synthloc_requests_per_s"] / result["kserve_requests_per_s"], 2
-    )
     for key, value in result.items():
-        print(f"{key:28s} {value}")
+        print(f"{key:32s} {value:>9}   rounds {[round(x, 2) for x in figures[key]]}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -1,9 +1,16 @@
 """DynamicBatcher: requests for the same model version and input shape run as one batch.
 
-The first request of a batch waits at most `max_queue_delay` for company; a batch runs as soon
-as it is full. The queue is bounded (RESOURCE_EXHAUSTED beyond it) and a request whose
-deadline has passed is dropped before compute (DEADLINE_EXCEEDED), so a backlog never burns
-compute on answers nobody waits for.
+One batch computes at a time. A request that finds nothing computing and nothing queued runs
+at once on its caller's thread (`call`), with no hand-off between threads; otherwise it queues
+for the worker thread, which, when free, takes what is queued at once: the requests that
+arrived while a batch computed run together as the next one, so batches grow only with load.
+`max_queue_delay` (default 0) makes the first request of a batch wait that long for company
+instead (it then always queues), which can pay on a GPU.
+Batches are at most `max_batch_size`, and with `tune_batch_size` no larger than the size that
+measured cheapest per image (infer_service.batch_tuning), so batching never costs throughput
+where the hardware gains nothing from it. The queue is bounded (RESOURCE_EXHAUSTED beyond it)
+and a request whose deadline has passed is dropped before compute (DEADLINE_EXCEEDED), so a
+backlog never burns compute on answers nobody waits for.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.repository import LoadedModel
 from synthloc.errors import DeadlineExceeded, ResourceExhausted
 
@@ -48,17 +56,20 @@ class DynamicBatcher:
     def __init__(
         self,
         max_batch_size: int = 8,
-        max_queue_delay: float = 0.002,
+        max_queue_delay: float = 0.0,
         max_queue_size: int = 64,
         on_batch: Callable[[str, str, int], None] | None = None,
+        tune_batch_size: bool = True,
     ) -> None:
         self.max_batch_size, self.max_delay = max(max_batch_size, 1), max_queue_delay
         self.max_queue_size = max_queue_size
+        self.tuner = BatchSizeTuner(self.max_batch_size) if tune_batch_size else None
         self._on_batch = on_batch
         self._groups: OrderedDict[tuple, list[_Item]] = OrderedDict()
         self._queued = 0
         self._cond = threading.Condition()
         self._stopped = False
+        self._busy = False  # a batch is computing (on the worker or a caller's thread)
         self._thread = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
         self._thread.start()
 
@@ -82,8 +93,31 @@ class DynamicBatcher:
             self._cond.notify()
         return item.future
 
+    def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
+        """submit(...).result(), run on this thread when nothing computes and nothing waits."""
+        with self._cond:
+            alone = not (self._busy or self._groups or self._stopped)
+            # A zero-size queue refuses everything; a delay asks every request to wait for company.
+            alone = alone and self.max_queue_size > 0 and self.max_delay <= 0
+            self._busy = self._busy or alone
+        if not alone:
+            return self.submit(model, image, deadline).result()
+        item = _Item(model, image, deadline)
+        try:
+            self._dispatch([item])
+        finally:
+            self._idle()
+        return item.future.result()
+
+    def _idle(self) -> None:
+        with self._cond:
+            self._busy = False
+            if self._groups:
+                self._cond.notify_all()
+
     def _take(self) -> list[_Item] | None:
-        """Block until a batch is due; return it (None when stopped and drained)."""
+        """Block until a batch is due and nothing computes; return it, marked computing
+        (None when stopped and drained)."""
         with self._cond:
             while True:
                 if not self._groups:
@@ -91,45 +125,69 @@ class DynamicBatcher:
                         return None
                     self._cond.wait()
                     continue
+                if self._busy:
+                    self._cond.wait()
+                    continue
                 key, items = next(iter(self._groups.items()))
+                limit = self._limit(items[0])
                 wait = items[0].enqueued + self.max_delay - time.monotonic()
-                if len(items) >= self.max_batch_size or wait <= 0 or self._stopped:
-                    batch, rest = items[: self.max_batch_size], items[self.max_batch_size :]
+                if len(items) >= limit or wait <= 0 or self._stopped:
+                    batch, rest = items[:limit], items[limit:]
                     if rest:
                         self._groups[key] = rest
                         self._groups.move_to_end(key)
                     else:
                         del self._groups[key]
                     self._queued -= len(batch)
+                    self._busy = True
                     return batch
                 self._cond.wait(timeout=wait)
 
+    def _limit(self, item: _Item) -> int:
+        if self.tuner is None:
+            return self.max_batch_size
+        return self.tuner.limit(item.model.localizer, item.image.shape)
+
     def _loop(self) -> None:
         while (batch := self._take()) is not None:
-            now = time.monotonic()
-            live = []
-            for item in batch:
-                if item.deadline is not None and now > item.deadline:
-                    item.future.set_exception(
-                        DeadlineExceeded(
-                            "the request's deadline passed while it waited in the queue "
-                            f"({now - item.enqueued:.3f} s); allow more time or add replicas"
-                        )
+            try:
+                self._dispatch(batch)
+            finally:
+                self._idle()
+
+    def _dispatch(self, batch: list[_Item]) -> None:
+        """Drop the expired and cancelled requests of a batch, run the rest."""
+        now = time.monotonic()
+        live = []
+        for item in batch:
+            if item.deadline is not None and now > item.deadline:
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        "the request's deadline passed while it waited in the queue "
+                        f"({now - item.enqueued:.3f} s); allow more time or add replicas"
                     )
-                elif item.future.set_running_or_notify_cancel():
-                    live.append(item)
-            if live:
-                self._run(live, now)
+                )
+            elif item.future.set_running_or_notify_cancel():
+                live.append(item)
+        if live:
+            self._run(live, now)
 
     def _run(self, items: list[_Item], started: float) -> None:
         model = items[0].model
         try:
-            outputs = model.localizer.run(np.stack([item.image for item in items]))
+            batch = np.stack([item.image for item in items])
+            run_started = time.monotonic()
+            outputs = model.localizer.run(batch)
         except Exception as exc:  # delivered to every waiting request, which maps it
             for item in items:
                 item.future.set_exception(exc)
             return
-        compute = time.monotonic() - started
+        done = time.monotonic()
+        compute = done - started
+        if self.tuner is not None:
+            self.tuner.observe(
+                model.localizer, items[0].image.shape, len(items), done - run_started
+            )
         if self._on_batch is not None:
             self._on_batch(model.name, model.version, len(items))
         for i, item in enumerate(items):

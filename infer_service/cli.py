@@ -37,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--max-batch-size", type=int)
     serve.add_argument("--max-queue-delay-ms", type=float)
+    serve.add_argument(
+        "--tune-batch-size",
+        action=argparse.BooleanOptionalAction,
+        help="cap batches at the size measured cheapest per image (default on)",
+    )
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--tls-client-ca", type=Path, help="require client certificates (mTLS)")

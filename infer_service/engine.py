@@ -51,7 +51,7 @@ class LocalizationEngine:
             raise InvalidInput(f"score_threshold must be in [0, 1], got {score_threshold}")
         height, width = pixels.shape[:2]
         prepared = model.localizer.prepare(pixels)
-        result = self.batcher.submit(model, prepared, deadline).result()
+        result = self.batcher.call(model, prepared, deadline)
         started = time.monotonic()
         detections = model.localizer.detections(result.outputs, height, width, score_threshold)
         heatmap = None

@@ -49,12 +49,16 @@ def local_peaks(score_map: np.ndarray, threshold: float) -> tuple[np.ndarray, np
     values = np.ascontiguousarray(score_map, np.float32)
     # cv2.dilate is a 3x3 max filter; its border never wins, so edge cells can be peaks.
     peak = ((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold)).astype(np.uint8)
+    rows, cols = np.nonzero(peak)  # raster order
+    if len(rows) < 2:
+        return rows, cols
     # Touching peaks share one value (each is the maximum of a window holding the other), so an
-    # 8-connected group of peaks is a plateau: keep its first cell in raster order.
+    # 8-connected group of peaks is a plateau: keep its first cell in raster order. Only the
+    # peak cells are searched, not the whole map.
     _, labels = cv2.connectedComponents(peak, connectivity=8)
-    ids, first = np.unique(labels.ravel(), return_index=True)
-    first = first[ids > 0]
-    return first // values.shape[1], first % values.shape[1]
+    _, first = np.unique(labels[rows, cols], return_index=True)
+    first.sort()
+    return rows[first], cols[first]
 
 
 def _top(
@@ -73,21 +77,25 @@ def decode_detector(
     max_detections: int = 500,
 ) -> list[Detection]:
     """Heatmap [K,h,w] scores, size [2,h,w] px, offset [2,h,w] cells -> detections by score."""
-    candidates = []
-    for class_id, class_map in enumerate(heatmap):
-        rows, cols = local_peaks(class_map, score_threshold)
-        scores = class_map[rows, cols]
-        candidates += zip(
-            scores.tolist(), [class_id] * len(rows), rows.tolist(), cols.tolist(), strict=True
-        )
-    detections = []
-    for score, class_id, row, col in _top(candidates, max_detections):
-        cx = (col + float(offset[0, row, col])) * stride
-        cy = (row + float(offset[1, row, col])) * stride
-        w, h = float(size[0, row, col]), float(size[1, row, col])
-        box = (cx - w / 2, cy - h / 2, w, h)
-        detections.append(Detection(box, (cx, cy), class_id, score))
-    return detections
+    found = [local_peaks(class_map, score_threshold) for class_map in heatmap]
+    classes = np.concatenate([np.full(len(r), k) for k, (r, _) in enumerate(found)] or [[]])
+    rows = np.concatenate([r for r, _ in found] or [[]]).astype(np.intp)
+    cols = np.concatenate([c for _, c in found] or [[]]).astype(np.intp)
+    classes = classes.astype(np.intp)
+    scores = heatmap[classes, rows, cols]
+    # Best score first, ties in class then raster order; the arithmetic below is float64, as
+    # Python floats were, so the numbers are the same as one detection at a time.
+    order = np.lexsort((cols, rows, classes, -scores))[:max_detections]
+    classes, rows, cols, scores = classes[order], rows[order], cols[order], scores[order]
+    cx = (cols + offset[0, rows, cols].astype(np.float64)) * stride
+    cy = (rows + offset[1, rows, cols].astype(np.float64)) * stride
+    w = size[0, rows, cols].astype(np.float64)
+    h = size[1, rows, cols].astype(np.float64)
+    columns = (cx - w / 2, cy - h / 2, w, h, cx, cy, classes, scores)
+    return [
+        Detection((x, y, bw, bh), (px, py), k, score)
+        for x, y, bw, bh, px, py, k, score in zip(*(c.tolist() for c in columns), strict=True)
+    ]
 
 
 def _region(cam: np.ndarray, row: int, col: int, level: float) -> tuple[int, int, int, int]:
@@ -156,7 +164,8 @@ def crop_to_image(detections: list[Detection], width: int, height: int) -> list[
             continue
         x0, y0 = max(d.box[0], 0.0), max(d.box[1], 0.0)
         x1, y1 = min(d.box[0] + d.box[2], float(width)), min(d.box[1] + d.box[3], float(height))
-        kept.append(replace(d, box=(x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0))))
+        box = (x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0))
+        kept.append(Detection(box, d.point, d.class_id, d.score))  # replace() is 3x slower
     return kept
 
 

@@ -53,7 +53,11 @@ class InferServer:
         self.settings = settings
         self.metrics = InferMetrics()
         self.repository = ModelRepository(
-            settings.models, settings.device, settings.keep_versions, settings.require_gpu
+            settings.models,
+            settings.device,
+            settings.keep_versions,
+            settings.require_gpu,
+            settings.onnx_threads,
         )
         changes = self.repository.scan()
         if not self.repository.list():
@@ -69,6 +73,7 @@ class InferServer:
             settings.max_queue_delay_ms / 1000,
             settings.max_queue_size,
             on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
+            tune_batch_size=settings.tune_batch_size,
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)

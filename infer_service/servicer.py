@@ -169,14 +169,14 @@ def _response(
             total_ms=total * 1000,
         ),
     )
+    add = response.detections.add
     for d in result.detections:
-        response.detections.add(
-            box=common_pb2.Box(x=d.box[0], y=d.box[1], width=d.box[2], height=d.box[3]),
-            point=common_pb2.Point(x=d.point[0], y=d.point[1]),
-            class_id=d.class_id,
-            class_name=card.class_names[d.class_id],
-            score=d.score,
-        )
+        # Filling sub-messages in place: building Box and Point and copying them in took
+        # twice as long for a few hundred detections.
+        detection = add(class_id=d.class_id, class_name=card.class_names[d.class_id], score=d.score)
+        box = detection.box
+        box.x, box.y, box.width, box.height = d.box
+        detection.point.x, detection.point.y = d.point
     if result.heatmap is not None:
         maps = result.heatmap
         response.heatmap.stride = card.stride

@@ -24,10 +24,16 @@ class InferSettings:
     """auto (CUDA when ONNX Runtime can use it, else CPU), cuda or cpu."""
     require_gpu: bool = False
     """Refuse to start unless every model runs on the CUDA provider."""
+    onnx_threads: int = 0
+    """ONNX Runtime threads per run (0: its default, one per physical core of the host; in a
+    container with a CPU limit, set the limit)."""
     max_batch_size: int = 8
     """Largest batch the dynamic batcher forms."""
-    max_queue_delay_ms: float = 2.0
-    """How long the first request of a batch waits for company."""
+    max_queue_delay_ms: float = 0.0
+    """How long the first request of a batch waits for company (0: never; a free worker takes
+    what is queued at once, so batches still form under load)."""
+    tune_batch_size: bool = True
+    """Form batches no larger than the size measured cheapest per image (on CPUs often 1)."""
     max_queue_size: int = 64
     """Requests waiting beyond this are refused with RESOURCE_EXHAUSTED."""
     max_pixels: int = 64 * 1024 * 1024

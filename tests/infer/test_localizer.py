@@ -138,3 +138,11 @@ def test_infer_service_imports_without_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_session_options_threads_and_no_spinning() -> None:
+    from infer_service.repository import session_options
+
+    assert session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice
+    assert session_options(3).intra_op_num_threads == 3
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -157,18 +157,26 @@ def test_list_models_and_hot_reload(served, repo: Path) -> None:
     }
 
 
-def test_dynamic_batching_forms_batches_under_load(served) -> None:
-    server, stub = served
+def test_dynamic_batching_forms_batches_under_load(repo: Path) -> None:
+    # This model computes in microseconds: without a queue delay, requests would share a batch
+    # only when they happen to arrive during one (test_batcher shows that with a gated model).
+    # The tuner is off: it would first try batches of one (test_batcher covers it too).
+    server = _start(repo, tune_batch_size=False, max_queue_delay_ms=20.0)
     results = []
+    start = threading.Barrier(24)
 
-    def call() -> None:
+    def call(stub: localization_pb2_grpc.LocalizationServiceStub) -> None:
+        start.wait()
         results.append(stub.Localize(_request()))
 
-    threads = [threading.Thread(target=call) for _ in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = localization_pb2_grpc.LocalizationServiceStub(channel)
+        threads = [threading.Thread(target=call, args=(stub,)) for _ in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    server.stop(grace=1)
     assert len(results) == 24 and all(len(r.detections) == 1 for r in results)
     histogram = server.metrics.batch_size.labels("nuclei")
     total = sum(s.value for s in histogram.collect()[0].samples if s.name.endswith("_sum"))
@@ -187,7 +195,7 @@ def test_expired_deadline_and_full_queue(repo: Path) -> None:
             assert "queue is full" in err.value.details()
     finally:
         server.stop(grace=1)
-    slow = _start(repo, max_queue_delay_ms=300.0, max_batch_size=64)
+    slow = _start(repo, max_queue_delay_ms=300.0, max_batch_size=64, tune_batch_size=False)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{slow.port}") as channel:
             stub = localization_pb2_grpc.LocalizationServiceStub(channel)
@@ -303,7 +311,7 @@ def test_mutual_tls_refuses_a_wrong_client_certificate(repo: Path, tmp_path: Pat
 
 
 def test_drain_finishes_in_flight_requests(repo: Path) -> None:
-    server = _start(repo, max_queue_delay_ms=500.0, max_batch_size=64)
+    server = _start(repo, max_queue_delay_ms=500.0, max_batch_size=64, tune_batch_size=False)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = localization_pb2_grpc.LocalizationServiceStub(channel)
         future = stub.Localize.future(_request())

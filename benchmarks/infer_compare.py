@@ -1,0 +1,167 @@
+"""Two checkouts of the inference service side by side: overhead, latency and throughput.
+
+    .venv/bin/python benchmarks/infer_compare.py --model model.onnx \\
+        --arm old=/work/main --arm new=. [--rounds 5] [--seconds 3]
+
+Each arm's servers run as their own processes (`synthloc infer serve` with PYTHONPATH set to
+the arm's checkout), so the load generator never shares a GIL with a server and both arms run
+under the same machine load: rounds alternate between the arms, medians are reported. Per arm:
+(a) p50 of Localize with a 512x512 raw uint8 tensor on the unbatched server, minus a direct
+    ONNX Runtime call on the same prepared tensor in this process with the service's session
+    options, also as a ratio; PNG decoding of the same image on its own;
+(b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+from infer_latency import latencies, percentile, throughput
+
+from infer_service.localizer import OnnxLocalizer
+from infer_service.repository import session_options
+from synthloc.v1 import common_pb2, localization_pb2, localization_pb2_grpc
+
+SYNTHLOC = [sys.executable, "-c", "import sys; from synthloc.cli import main; sys.exit(main())"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -> tuple:
+    """(process, stub) of one server from `checkout`, ready to answer."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(checkout.resolve()))
+    command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
+    command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=120)
+    return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--arm", action="append", required=True, help="NAME=CHECKOUT")
+    parser.add_argument("--serve-args", default="", help="extra `infer serve` flags, all arms")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--score-threshold", type=float, help="ask for it (low: many detections to answer)"
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    arms = dict(arm.split("=", 1) for arm in args.arm)
+    image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
+    request = localization_pb2.LocalizeRequest(tensor=tensor, score_threshold=args.score_threshold)
+    local = OnnxLocalizer(args.model, ["CPUExecutionProvider"], session_options())
+    prepared = local.prepare(image)[None]
+    figures: dict[str, list[float]] = {}
+
+    def note(key: str, value: float) -> None:
+        figures.setdefault(key, []).append(value)
+
+    procs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "models"
+        (repo / "det" / "1").mkdir(parents=True)
+        (repo / "det" / "1" / "model.onnx").write_bytes(args.model.read_bytes())
+        stubs = {}
+        try:
+            for name, checkout in arms.items():
+                for mode, batch in (("batched", 8), ("unbatched", 1)):
+                    proc, stubs[name, mode] = start_server(
+                        Path(checkout), repo, batch, args.serve_args.split()
+                    )
+                    procs.append(proc)
+            for _ in range(args.rounds):
+                # Direct calls and every arm's calls alternate one by one, so all of them see
+                # the same machine load.
+                times: dict[str, list[float]] = {}
+                calls = {"direct": lambda: local.run(prepared)}
+                for name in arms:
+                    calls[name] = lambda n=name: stubs[n, "unbatched"].Localize(request)
+                for call in calls.values():
+                    call()
+                for _ in range(args.repeats):
+                    for key, call in calls.items():
+                        start = time.perf_counter()
+                        call()
+                        times.setdefault(key, []).append(time.perf_counter() - start)
+                for ref in ("direct",):
+                    direct = percentile(times[ref], 50)
+                    note(f"{ref}_p50_ms", 1000 * direct)
+                    for name in arms:
+                        served = percentile(times[name], 50)
+                        note(f"{name}.overhead_vs_{ref}_p50_ms", 1000 * (served - direct))
+                        note(f"{name}.service_over_{ref}", served / direct)
+                for name in arms:
+                    note(f"{name}.service_p50_ms", 1000 * percentile(times[name], 50))
+                    # Back-to-back calls see the same load: the median of their differences
+                    # is steadier than a difference of medians on a busy machine.
+                    pairs = zip(times[name], times["direct"], strict=True)
+                    note(
+                        f"{name}.overhead_paired_p50_ms",
+                        1000 * percentile([a - b for a, b in pairs], 50),
+                    )
+                    pairs = zip(times[name], times[next(iter(arms))], strict=True)
+                    note(
+                        f"{name}.minus_first_paired_p50_ms",
+                        1000 * percentile([a - b for a, b in pairs], 50),
+                    )
+                for name in arms:
+                    rates = {}
+                    for mode in ("batched", "unbatched"):
+                        rate, p99 = throughput(
+                            stubs[name, mode], request, args.concurrency, args.seconds
+                        )
+                        rates[mode] = rate
+                        note(f"{name}.{mode}_c{args.concurrency}_requests_per_s", rate)
+                        note(f"{name}.{mode}_c{args.concurrency}_p99_ms", p99)
+                    note(f"{name}.batching_speedup", rates["batched"] / rates["unbatched"])
+            decode = latencies(
+                lambda: cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED),
+                args.repeats,
+            )
+            note("png_decode_p50_ms", 1000 * percentile(decode, 50))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
+    first, *others = arms
+    for name in others:  # per-round ratios against the first arm, then their medians
+        for key in ("batched_c16_requests_per_s", "unbatched_c16_requests_per_s"):
+            key = key.replace("c16", f"c{args.concurrency}")
+            pairs = zip(figures[f"{name}.{key}"], figures[f"{first}.{key}"], strict=True)
+            figures[f"{name}_over_{first}.{key}"] = [a / b for a, b in pairs]
+    result = {k: round(statistics.median(v), 2) for k, v in figures.items()}
+    rounds = {k: [round(x, 2) for x in v] for k, v in figures.items()}
+    for key in sorted(result):
+        print(f"{key:42s} {result[key]:>9}   rounds {rounds[key]}")
+    if args.json:
+        args.json.write_text(json.dumps({"medians": result, "rounds": rounds}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
