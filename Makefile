@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 
 .PHONY: demo test env data lint format protos clean
 
-demo: data  ## synthesize -> train -> export -> serve -> localize a held-out image (~5 min)
+demo: data  ## synthesize -> train -> export -> serve -> localize a held-out image (5 min)
 	$(BIN)/synthloc demo --out out/demo
 
 env: $(VENV)/.installed  ## create .venv and install synthloc with training and dev tools
