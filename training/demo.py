@@ -22,15 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from infer_service.client import LocalizationClient
+from synth_service.client import SynthesisClient
 from synthloc.coco import CocoDataset
 from synthloc.datasets.fetch import default_root
 from synthloc.errors import FailedPrecondition, Unavailable
+from synthloc.rpc_client import ServiceClient
 
 SYNTHLOC = [sys.executable, "-m", "synthloc"]
 MODEL = "nuclei"
+STARTUP_SECONDS = 180.0
 
 
 def add_parser(subparsers: Any) -> None:
@@ -62,33 +63,30 @@ def _run(command: list[str]) -> None:
         raise FailedPrecondition(f"`{shlex.join(command[2:])}` failed with exit code {code}")
 
 
-def _wait_serving(name: str, port: int, process: subprocess.Popen, timeout: float) -> None:
-    """Block until grpc.health.v1 says SERVING; Unavailable if the server died or timed out."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise Unavailable(f"the {name} exited with code {process.returncode} at startup")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.5)
-    raise Unavailable(f"the {name} on port {port} was not SERVING after {timeout:.0f} s")
+def _wait_serving(name: str, client: ServiceClient, process: subprocess.Popen) -> None:
+    """Block until grpc.health.v1 says SERVING; Unavailable if the server dies or takes
+    longer than STARTUP_SECONDS."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise Unavailable(f"the {name} exited with code {process.returncode} at startup")
+        try:
+            client.wait_until_serving(timeout=2.0)
+            return
+        except Unavailable:
+            if time.monotonic() >= deadline:
+                raise
 
 
 @contextlib.contextmanager
-def _service(name: str, command: list[str], port: int, log: Path) -> Iterator[None]:
+def _service(name: str, command: list[str], client: ServiceClient, log: Path) -> Iterator[None]:
     """A server subprocess that is SERVING inside the block and stopped by SIGTERM after it."""
     _show(command)
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        _wait_serving(name, port, process, timeout=180)
-        print(f"  {name} is SERVING on 127.0.0.1:{port} (log: {log})", flush=True)
+        _wait_serving(name, client, process)
+        print(f"  {name} is SERVING on {client.target} (log: {log})", flush=True)
         yield
     finally:
         if process.poll() is None:
@@ -125,7 +123,8 @@ def run_demo(args: argparse.Namespace) -> int:
     synth = [*SYNTHLOC, "synth", "serve", "--library", str(train_json)]
     synth += ["--annotated-fraction", str(args.annotated_fraction), "--port", str(synth_port)]
     synth += ["--metrics-port", str(synth_metrics), "--workers", "1"]
-    with _service("synthesis service", synth, synth_port, out / "synth.log"):
+    synth_client = SynthesisClient(f"127.0.0.1:{synth_port}")
+    with synth_client, _service("synthesis service", synth, synth_client, out / "synth.log"):
         train = [*SYNTHLOC, "train", "detector", "--synth", f"127.0.0.1:{synth_port}"]
         _run([*train, "--steps", str(args.steps), "--out", str(out / "run")])
         for line in _metrics_lines(synth_metrics, "synthloc_synth_images"):
@@ -135,7 +134,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _run([*export, "--parity-coco", str(test_json), "--parity-images", "1"])
     infer = [*SYNTHLOC, "infer", "serve", "--models", str(out / "models")]
     infer += ["--port", str(infer_port), "--metrics-port", str(infer_metrics)]
-    with _service("inference service", infer, infer_port, out / "infer.log"):
+    infer_client = LocalizationClient(f"127.0.0.1:{infer_port}")
+    with infer_client, _service("inference service", infer, infer_client, out / "infer.log"):
         overlay = out / "overlay.png"
         localize = [*SYNTHLOC, "localize", "--server", f"127.0.0.1:{infer_port}", str(image)]
         _run([*localize, "--out", str(overlay)])

@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +65,12 @@ class ExperimentConfig:
     synth_workers: int = 1
     arms: tuple[tuple[str, str], ...] = ARMS
     width: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, paths as strings."""
         raw = asdict(self)
         return {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in raw.items()
-            if k != "extra" and v is not None
+            k: (str(v) if isinstance(v, Path) else v) for k, v in raw.items() if v is not None
         } | {"arms": [arm_name(*a) for a in self.arms]}
 
 
@@ -151,7 +148,6 @@ def assemble(
         "steps_per_arm": steps,
         "images_per_arm": steps * cfg.batch_size,
         "seconds": round(seconds, 1),
-        **cfg.extra,
     }
     return results
 

@@ -205,11 +205,6 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def result_path(out: Path, task: str, data: str) -> Path:
-    """Where an arm's result lives inside the run folder."""
-    return out / "arms" / arm_name(task, data) / RESULT
-
-
 def _planned_steps(folder: Path) -> int | None:
     try:
         return int(json.loads((folder / PLAN).read_text())["steps"])
