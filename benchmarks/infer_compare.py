@@ -10,6 +10,9 @@ under the same machine load: rounds alternate between the arms, medians are repo
     ONNX Runtime call on the same prepared tensor in this process with the service's session
     options, also as a ratio; PNG decoding of the same image on its own;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
+With --device cuda the servers run with `--device cuda --require-gpu` and the direct call
+uses the CUDA provider as the service configures it (the device machine's run,
+benchmarks/gpu/device.sh).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from infer_latency import latencies, percentile, throughput
 
 from infer_service.localizer import OnnxLocalizer
-from infer_service.repository import session_options
+from infer_service.repository import providers_for, session_options
 from synthloc.v1 import common_pb2, localization_pb2, localization_pb2_grpc
 
 SYNTHLOC = [sys.executable, "-c", "import sys; from synthloc.cli import main; sys.exit(main())"]
@@ -46,7 +49,10 @@ def free_port() -> int:
 def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -> tuple:
     """(process, stub) of one server from `checkout`, ready to answer."""
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(checkout.resolve()))
+    # The checkout first; what PYTHONPATH already holds (packages installed to a folder of
+    # their own, as on the device machine) stays behind it.
+    path = [str(checkout.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
@@ -67,14 +73,19 @@ def main() -> int:
     parser.add_argument(
         "--score-threshold", type=float, help="ask for it (low: many detections to answer)"
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    serve_args = ["--device", args.device, *args.serve_args.split()]
+    if args.device == "cuda":
+        serve_args.append("--require-gpu")
     arms = dict(arm.split("=", 1) for arm in args.arm)
     image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
     request = localization_pb2.LocalizeRequest(tensor=tensor, score_threshold=args.score_threshold)
-    local = OnnxLocalizer(args.model, ["CPUExecutionProvider"], session_options())
+    local = OnnxLocalizer(args.model, providers_for(args.device), session_options())
+    print(f"direct calls run on {local.provider}", flush=True)
     prepared = local.prepare(image)[None]
     figures: dict[str, list[float]] = {}
 
@@ -90,9 +101,7 @@ def main() -> int:
         try:
             for name, checkout in arms.items():
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
-                    proc, stubs[name, mode] = start_server(
-                        Path(checkout), repo, batch, args.serve_args.split()
-                    )
+                    proc, stubs[name, mode] = start_server(Path(checkout), repo, batch, serve_args)
                     procs.append(proc)
             for _ in range(args.rounds):
                 # Direct calls and every arm's calls alternate one by one, so all of them see

@@ -8,7 +8,9 @@ skipped while older versions keep serving; it is retried when it changes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
 import threading
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ def cuda_usable() -> bool:
     """
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
+    preload_cuda_libraries()
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
@@ -72,9 +75,34 @@ def cuda_usable() -> bool:
         ort.set_default_logger_severity(2)
 
 
+@functools.cache
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from pip's nvidia-* packages installed beside onnxruntime-gpu.
+
+    Without this, onnxruntime-gpu finds them only on the loader's path (a CUDA base image,
+    LD_LIBRARY_PATH). onnxruntime.preload_dlls looks in those packages first, then on the
+    path; where neither has them it prints what it could not load, which goes to the debug
+    log: the CUDA probe then reports the provider unusable, as it is.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:  # onnxruntime before 1.21, or the CPU-only package
+        return
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        try:
+            preload()
+        except Exception as exc:  # a failed preload only means the libraries are elsewhere
+            print(exc)
+    missed = report.getvalue().strip().splitlines()
+    if missed:
+        log.debug("onnxruntime.preload_dlls: %s", " | ".join(missed))
+
+
 def providers_for(device: str) -> list:
     """ONNX Runtime providers to ask for: CUDA first when wanted and usable, CPU always."""
     cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+    if device == "cuda":
+        preload_cuda_libraries()
     if device == "cuda" or (device == "auto" and cuda_usable()):
         return [cuda, "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

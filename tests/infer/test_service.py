@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
 import time
@@ -333,6 +334,24 @@ def test_require_gpu_fails_loudly_on_a_cpu_machine(repo: Path) -> None:
         return
     with pytest.raises(FailedPrecondition, match="runs on CPUExecutionProvider, and --require-gpu"):
         create_server(InferSettings(models=repo, port=0, metrics_port=-1, require_gpu=True))
+
+
+def test_cuda_preload_keeps_stdout_clean_and_logs_what_it_missed(
+    capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime.preload_dlls prints each library it cannot load; the service must not."""
+    import onnxruntime as ort
+
+    from infer_service.repository import cuda_usable, preload_cuda_libraries
+
+    with caplog.at_level(logging.DEBUG, logger="infer_service.repository"):
+        preload_cuda_libraries.__wrapped__()  # past the cache: run it again here
+    assert capsys.readouterr().out == ""
+    gpu_package = hasattr(ort, "preload_dlls") and "CUDAExecutionProvider" in (
+        ort.get_available_providers()
+    )
+    if gpu_package and not cuda_usable():  # onnxruntime-gpu without CUDA: the log names it
+        assert any("preload_dlls" in r.message and ".so" in r.message for r in caplog.records)
 
 
 def test_health_goes_serving_on_start_and_reflection_lists_services(repo: Path) -> None:
