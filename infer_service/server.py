@@ -4,7 +4,6 @@ auth, metrics endpoint, repository polling and graceful shutdown."""
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +12,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from infer_service.auth import BearerTokenInterceptor
 from infer_service.batcher import DynamicBatcher
 from infer_service.engine import LocalizationEngine
 from infer_service.kserve import SERVICE_NAME as KSERVE_SERVICE
@@ -22,28 +20,12 @@ from infer_service.metrics import InferMetrics
 from infer_service.repository import ModelRepository
 from infer_service.servicer import SERVICE_NAME, LocalizationServicer
 from infer_service.settings import InferSettings
-from synthloc.errors import FailedPrecondition, InvalidInput
+from synthloc.errors import FailedPrecondition
 from synthloc.grpc_errors import ErrorInterceptor
+from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
 from synthloc.v1 import localization_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-def _credentials(settings: InferSettings) -> grpc.ServerCredentials | None:
-    if settings.tls_cert is None and settings.tls_key is None:
-        if settings.tls_client_ca is not None:
-            raise InvalidInput("tls_client_ca needs tls_cert and tls_key too")
-        return None
-    if settings.tls_cert is None or settings.tls_key is None:
-        raise InvalidInput("TLS needs both tls_cert and tls_key")
-    try:
-        pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
-        ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read a TLS file: {exc}") from exc
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
 
 
 class InferServer:
@@ -79,14 +61,10 @@ class InferServer:
         self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)
         self.health = health.HealthServicer()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        interceptors: list[grpc.ServerInterceptor] = []
-        if settings.auth_token:
-            interceptors.append(BearerTokenInterceptor(settings.auth_token))
-        interceptors.append(ErrorInterceptor())
         limit = settings.max_message_bytes
         self.server = grpc.server(
             ThreadPoolExecutor(settings.rpc_threads, thread_name_prefix="infer-rpc"),
-            interceptors=interceptors,
+            interceptors=interceptors(settings.auth_token, ErrorInterceptor()),
             options=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
@@ -103,15 +81,11 @@ class InferServer:
         names.append(KSERVE_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(names, self.server)
-        address = f"{settings.host}:{settings.port}"
-        credentials = _credentials(settings)
-        self.port = (
-            self.server.add_secure_port(address, credentials)
-            if credentials
-            else self.server.add_insecure_port(address)
+        self.port = bind(
+            self.server,
+            f"{settings.host}:{settings.port}",
+            server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
         )
-        if self.port == 0:
-            raise OSError(f"cannot bind {address}")
         self.metrics_port: int | None = None
         self._httpd = None
         self._stop_polling = threading.Event()
@@ -172,11 +146,4 @@ def create_server(settings: InferSettings) -> tuple[InferServer, int]:
 def serve(settings: InferSettings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
     server, _ = create_server(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    stop.wait()
-    log.info("draining (grace %.1f s)", settings.grace_seconds)
-    server.stop()
-    return 0
+    return run_until_signalled(server, settings.grace_seconds)

@@ -25,6 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default 9101; -1 off)")
     serve.add_argument("--workers", type=int, help="composition processes (default: cores)")
     serve.add_argument("--grace-seconds", type=float, help="drain time on SIGTERM")
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=Path, help="require client certificates (mTLS)")
+    serve.add_argument(
+        "--auth-token",
+        help="require 'authorization: Bearer <token>' (better: env SYNTHLOC_SYNTH_AUTH_TOKEN)",
+    )
     serve.set_defaults(run=run_serve)
 
     sample = commands.add_parser("sample", help="compose a few samples into a PNG contact sheet")

@@ -1,10 +1,9 @@
-"""A synthesis replica: gRPC server, health, reflection, metrics endpoint, graceful shutdown."""
+"""A synthesis replica: gRPC server, health, reflection, TLS, auth, metrics endpoint, graceful
+shutdown."""
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -17,6 +16,7 @@ from synth_service.metrics import SynthMetrics
 from synth_service.servicer import SERVICE_NAME, SynthesisServicer, generic_handler
 from synth_service.settings import SynthSettings
 from synthloc.grpc_errors import ErrorInterceptor
+from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ class SynthServer:
         limit = settings.max_message_bytes
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="synth-rpc"),
-            interceptors=[ErrorInterceptor(self.metrics.record_error)],
+            interceptors=interceptors(
+                settings.auth_token, ErrorInterceptor(self.metrics.record_error)
+            ),
             options=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
@@ -47,9 +49,11 @@ class SynthServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind {settings.host}:{settings.port}")
+        self.port = bind(
+            self.server,
+            f"{settings.host}:{settings.port}",
+            server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
+        )
         self.metrics_port: int | None = None
         self._metrics_httpd = None
 
@@ -101,12 +105,4 @@ def create_server(settings: SynthSettings) -> tuple[SynthServer, int]:
 def serve(settings: SynthSettings) -> int:
     """Run until SIGTERM or SIGINT, then drain within the grace period and return 0."""
     server, _ = create_server(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    stop.wait()
-    log.info("draining (grace %.1f s)", settings.grace_seconds)
-    server.stop()
-    log.info("stopped")
-    return 0
+    return run_until_signalled(server, settings.grace_seconds)

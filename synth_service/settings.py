@@ -41,3 +41,11 @@ class SynthSettings:
     """On SIGTERM, time given to open streams before they are cut."""
     background_seed: int = 0
     """Seed of the background cleaning (noise fill)."""
+    tls_cert: Path | None = None
+    """Server certificate (PEM); with tls_key, the port speaks TLS."""
+    tls_key: Path | None = None
+    """Server private key (PEM)."""
+    tls_client_ca: Path | None = None
+    """CA bundle (PEM) for client certificates; set it to require mutual TLS."""
+    auth_token: str = ""
+    """When set, every call needs metadata `authorization: Bearer <token>` (health stays open)."""

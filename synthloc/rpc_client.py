@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -78,6 +79,42 @@ def _read(path: Path, what: str) -> bytes:
         raise InvalidInput(f"{what}: {path}: cannot read ({exc.strerror})") from None
 
 
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How a client proves itself and checks the server: TLS, mutual TLS, a bearer token.
+
+    TLS is on when `tls` is true or any TLS file is given: `tls_ca` verifies the server
+    (default: the system's roots), `tls_cert` + `tls_key` present a client certificate. Plain
+    paths and strings, so it pickles into DataLoader workers.
+    """
+
+    token: str | None = None
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInput("mutual TLS needs both tls_cert and tls_key")
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        """Call metadata: the bearer token, if any."""
+        return [("authorization", f"Bearer {self.token}")] if self.token else []
+
+    def channel(self, address: str, options: list[tuple[str, Any]]) -> grpc.Channel:
+        """A channel to `address` (any gRPC target), secure when TLS is on."""
+        if not (self.tls or self.tls_ca is not None or self.tls_cert is not None):
+            return grpc.insecure_channel(address, options=options)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(self.tls_ca, "tls_ca") if self.tls_ca else None,
+            private_key=_read(self.tls_key, "tls_key") if self.tls_key else None,
+            certificate_chain=_read(self.tls_cert, "tls_cert") if self.tls_cert else None,
+        )
+        return grpc.secure_channel(address, credentials, options=options)
+
+
 class ServiceClient:
     """A channel to one synthloc service, with optional TLS, mutual TLS and a bearer token.
 
@@ -106,8 +143,7 @@ class ServiceClient:
     ) -> None:
         if not target:
             raise InvalidInput("target: give the server as host:port")
-        if (tls_cert is None) != (tls_key is None):
-            raise InvalidInput("mutual TLS needs both tls_cert and tls_key")
+        security = ChannelSecurity(token, tls, tls_ca, tls_cert, tls_key)
         limit = max_message_bytes or self.default_max_message_bytes
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", limit),
@@ -117,18 +153,10 @@ class ServiceClient:
         if "," in target and ":///" not in target and not target.startswith(("ipv4:", "ipv6:")):
             address = "ipv4:" + target
             options.append(("grpc.lb_policy_name", "round_robin"))
-        if tls or tls_ca is not None or tls_cert is not None:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(tls_ca, "tls_ca") if tls_ca else None,
-                private_key=_read(tls_key, "tls_key") if tls_key else None,
-                certificate_chain=_read(tls_cert, "tls_cert") if tls_cert else None,
-            )
-            self._channel = grpc.secure_channel(address, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(address, options=options)
+        self._channel = security.channel(address, options)
         self.target = target
         self.timeout = timeout
-        self._metadata = [("authorization", f"Bearer {token}")] if token else []
+        self._metadata = security.metadata
         self._health = health_pb2_grpc.HealthStub(self._channel)
         stub_class = type(self).stub_class
         self._stub: Any = stub_class(self._channel) if stub_class is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from synthloc.errors import FailedPrecondition, InvalidInput
@@ -56,6 +57,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--width", type=float, help="model width multiplier")
     p.add_argument("--retries", type=int, default=5, help="reconnect attempts to --synth")
+    p.add_argument(
+        "--synth-token",
+        default=os.environ.get("SYNTHLOC_SYNTH_TOKEN"),
+        help="bearer token of the synthesis service (default: env SYNTHLOC_SYNTH_TOKEN)",
+    )
+    p.add_argument("--synth-tls-ca", type=Path, help="CA (PEM) that signed the service's cert")
+    p.add_argument("--synth-tls-cert", type=Path, help="client certificate (PEM), mutual TLS")
+    p.add_argument("--synth-tls-key", type=Path, help="client private key (PEM), mutual TLS")
+    p.add_argument("--synth-tls", action="store_true", help="TLS with the system's CA roots")
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser(
@@ -89,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     _need_torch()
+    from synthloc.rpc_client import ChannelSecurity
     from training.engine import TrainSettings, train
     from training.sources import CocoSource, SynthSource, load_recipe
 
@@ -102,6 +113,13 @@ def run_train(args: argparse.Namespace) -> int:
             load_recipe(args.recipe),
             args.seed,
             retries=args.retries,
+            security=ChannelSecurity(
+                args.synth_token or None,
+                args.synth_tls,
+                args.synth_tls_ca,
+                args.synth_tls_cert,
+                args.synth_tls_key,
+            ),
         )
     else:
         if args.recipe:

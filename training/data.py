@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from synthloc.errors import Unavailable
 from synthloc.preprocess import match_channels, percentile_normalize
+from synthloc.rpc_client import ChannelSecurity, error_from_rpc
 from synthloc.samples import Sample, decode_batch
 from synthloc.v1 import synthesis_pb2, synthesis_pb2_grpc
 
@@ -106,20 +107,22 @@ class SynthStream(IterableDataset):
         request_batch: int = 16,
         retries: int = 5,
         backoff_seconds: float = 0.5,
+        security: ChannelSecurity | None = None,
     ) -> None:
         super().__init__()
         self.target, self.position, self.recipe, self.seed = target, position, recipe, seed
         self.channels, self.world, self.rank = channels, world, rank
         self.request_batch, self.retries, self.backoff = request_batch, retries, backoff_seconds
+        self.security = security or ChannelSecurity()
 
     def channel(self) -> grpc.Channel:
-        """A channel to every synthesis replica, balanced per stream."""
+        """A channel to every synthesis replica, balanced per stream (TLS when configured)."""
         target = self.target
         if "," in target and not target.startswith(("ipv4:", "ipv6:", "dns:")):
             target = "ipv4:" + target
-        return grpc.insecure_channel(
+        return self.security.channel(
             target,
-            options=[
+            [
                 ("grpc.lb_policy_name", "round_robin"),
                 ("grpc.max_receive_message_length", 256 * 1024 * 1024),
             ],
@@ -143,14 +146,19 @@ class SynthStream(IterableDataset):
                 if self.recipe is not None:
                     request.recipe.CopyFrom(self.recipe)
                 try:
-                    for batch in stub.StreamBatches(request, wait_for_ready=failures > 0):
+                    batches = stub.StreamBatches(
+                        request, wait_for_ready=failures > 0, metadata=self.security.metadata
+                    )
+                    for batch in batches:
                         failures = 0
                         for sample in decode_batch(batch):
                             next_index = sample.index + num_shards
                             yield to_tensor(sample.image, self.channels), target_from_sample(sample)
                 except grpc.RpcError as err:
                     failures += 1
-                    if err.code() not in RETRYABLE or failures > self.retries:
+                    if err.code() not in RETRYABLE:  # refused, not broken: say why, typed
+                        raise error_from_rpc(err, f"synthesis service at {self.target}") from None
+                    if failures > self.retries:
                         raise Unavailable(
                             f"synthesis service at {self.target} failed ({err.code().name}: "
                             f"{err.details()}) after {failures} attempt(s); check that it "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ from google.protobuf import json_format
 from torch.utils.data import IterableDataset
 
 from synthloc.coco import CocoDataset
-from synthloc.errors import InvalidInput, Unavailable
+from synthloc.errors import InvalidInput, Unauthenticated, Unavailable
+from synthloc.rpc_client import ChannelSecurity
 from synthloc.v1 import synthesis_pb2, synthesis_pb2_grpc
 from training.coco_data import CocoCrops
 from training.data import DataPosition, SynthStream
@@ -40,6 +41,7 @@ class SynthSource:
     seed: int = 0
     retries: int = 5
     backoff_seconds: float = 0.5
+    security: ChannelSecurity = field(default_factory=ChannelSecurity)
 
     def __post_init__(self) -> None:
         recipe = synthesis_pb2.Recipe()
@@ -59,13 +61,16 @@ class SynthSource:
         """Ask the service once (with retries) for its classes and hashes; validates the recipe."""
         if self._info is not None:
             return self._info
-        stream = SynthStream(self.target, DataPosition(1), self.recipe, self.seed)
+        stream = SynthStream(
+            self.target, DataPosition(1), self.recipe, self.seed, security=self.security
+        )
+        metadata = self.security.metadata
         for attempt in range(self.retries + 1):
             try:
                 with stream.channel() as channel:
                     stub = synthesis_pb2_grpc.SynthesisServiceStub(channel)
                     library = stub.DescribeLibrary(
-                        synthesis_pb2.DescribeLibraryRequest(), timeout=30
+                        synthesis_pb2.DescribeLibraryRequest(), timeout=30, metadata=metadata
                     )
                     first = next(
                         iter(
@@ -74,6 +79,7 @@ class SynthSource:
                                     recipe=self.recipe, seed=self.seed, count=1, batch_size=1
                                 ),
                                 timeout=60,
+                                metadata=metadata,
                             )
                         )
                     )
@@ -82,6 +88,14 @@ class SynthSource:
                 if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidInput(
                         f"the synthesis service refused the recipe: {err.details()}"
+                    ) from None
+                if err.code() in (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
+                    raise Unauthenticated(
+                        f"synthesis service at {self.target} refused the call: {err.details()} "
+                        "(give its token with --synth-token or SYNTHLOC_SYNTH_TOKEN)"
                     ) from None
                 if attempt == self.retries:
                     raise Unavailable(
@@ -113,6 +127,7 @@ class SynthSource:
             rank,
             retries=self.retries,
             backoff_seconds=self.backoff_seconds,
+            security=self.security,
         )
 
     def provenance(self) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from infer_service.server import InferServer
 from synthloc.errors import InvalidInput, NotFound, Unauthenticated, Unavailable
 from synthloc.imageio import encode_png
 from synthloc.modelcard import METADATA_KEY
+from tests.certs import make_pki
 from tests.infer.graphs import detector_card
 from tests.infer.test_service import EXPECTED_BOX, _image, _start, _write_model
 
@@ -161,27 +161,8 @@ def test_unreachable_server_is_unavailable() -> None:
             c.wait_until_serving(timeout=0.3)
 
 
-def _certificates(folder: Path) -> None:
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
-
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl(
-        "req", "-x509", *key, "-days", "1", "-subj", "/CN=ca", "-keyout", "ca.key", "-out", "ca.pem"
-    )
-    for name, san in (("server", "IP:127.0.0.1"), ("pacs", "DNS:pacs")):
-        openssl(
-            "req", *key, "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr"
-        )
-        (folder / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem",
-        )  # fmt: skip
-
-
 def test_token_and_mutual_tls(tmp_path: Path) -> None:
-    _certificates(tmp_path)
+    make_pki(tmp_path)
     _write_model(tmp_path / "models", "nuclei", "1")
     server = _start(
         tmp_path / "models",
@@ -192,7 +173,7 @@ def test_token_and_mutual_tls(tmp_path: Path) -> None:
     )
     target = f"127.0.0.1:{server.port}"
     tls = {"tls_ca": tmp_path / "ca.pem"}
-    mtls = {**tls, "tls_cert": tmp_path / "pacs.pem", "tls_key": tmp_path / "pacs.key"}
+    mtls = {**tls, "tls_cert": tmp_path / "client.pem", "tls_key": tmp_path / "client.key"}
     try:
         with LocalizationClient(target, token="s3cret", **mtls) as c:
             assert _boxes(c.localize(_image())) == [("nucleus", *EXPECTED_BOX)]
@@ -208,6 +189,6 @@ def test_token_and_mutual_tls(tmp_path: Path) -> None:
     finally:
         server.stop(grace=1)
     with pytest.raises(InvalidInput, match="mutual TLS needs both tls_cert and tls_key"):
-        LocalizationClient(target, tls_cert=tmp_path / "pacs.pem")
+        LocalizationClient(target, tls_cert=tmp_path / "client.pem")
     with pytest.raises(NotFound, match=r"tls_ca: .*nope\.pem: no such file"):
         LocalizationClient(target, tls_ca=tmp_path / "nope.pem")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from infer_service.server import InferServer, create_server
 from infer_service.settings import InferSettings
 from synthloc.imageio import encode_png
 from synthloc.v1 import common_pb2, localization_pb2, localization_pb2_grpc
+from tests.certs import make_pki
 from tests.infer.graphs import analytic_detector, detector_card
 
 
@@ -225,82 +225,22 @@ def test_bearer_token_is_required_when_configured(repo: Path) -> None:
         server.stop(grace=1)
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 def test_mutual_tls_refuses_a_wrong_client_certificate(repo: Path, tmp_path: Path) -> None:
-    def ca(name: str) -> None:
-        _openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(tmp_path / f"{name}.key"),
-            "-out",
-            str(tmp_path / f"{name}.pem"),
-        )
-
-    def leaf(name: str, issuer: str, san: str) -> None:
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(tmp_path / f"{name}.key"),
-            "-out",
-            str(tmp_path / f"{name}.csr"),
-        )
-        ext = tmp_path / f"{name}.ext"
-        ext.write_text(f"subjectAltName={san}\n")
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(tmp_path / f"{name}.csr"),
-            "-CA",
-            str(tmp_path / f"{issuer}.pem"),
-            "-CAkey",
-            str(tmp_path / f"{issuer}.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(tmp_path / f"{name}.pem"),
-        )
-
-    ca("hospital-ca")
-    ca("stranger-ca")
-    leaf("server", "hospital-ca", "IP:127.0.0.1")
-    leaf("pacs", "hospital-ca", "DNS:pacs")
-    leaf("intruder", "stranger-ca", "DNS:intruder")
+    make_pki(tmp_path)
     server = _start(
         repo,
         tls_cert=tmp_path / "server.pem",
         tls_key=tmp_path / "server.key",
-        tls_client_ca=tmp_path / "hospital-ca.pem",
+        tls_client_ca=tmp_path / "ca.pem",
     )
     read = lambda name: (tmp_path / name).read_bytes()  # noqa: E731
     try:
-        good = grpc.ssl_channel_credentials(
-            read("hospital-ca.pem"), read("pacs.key"), read("pacs.pem")
-        )
+        good = grpc.ssl_channel_credentials(read("ca.pem"), read("client.key"), read("client.pem"))
         with grpc.secure_channel(f"127.0.0.1:{server.port}", good) as channel:
             stub = localization_pb2_grpc.LocalizationServiceStub(channel)
             assert len(stub.Localize(_request(), timeout=10).detections) == 1
         bad = grpc.ssl_channel_credentials(
-            read("hospital-ca.pem"), read("intruder.key"), read("intruder.pem")
+            read("ca.pem"), read("intruder.key"), read("intruder.pem")
         )
         with grpc.secure_channel(f"127.0.0.1:{server.port}", bad) as channel:
             stub = localization_pb2_grpc.LocalizationServiceStub(channel)

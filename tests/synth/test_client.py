@@ -15,8 +15,10 @@ import pytest
 from synth_service.client import Recipe, Sample, SynthesisClient
 from synth_service.server import SynthServer, create_server
 from synth_service.settings import SynthSettings
-from synthloc.errors import InvalidInput, Unavailable
+from synthloc.errors import InvalidInput, Unauthenticated, Unavailable
 from synthloc.v1 import synthesis_pb2
+from tests.certs import make_pki, server_tls
+from tests.synth_server import start_synth
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +152,30 @@ def test_server_refusals_and_an_unreachable_server(client, server: SynthServer) 
     with SynthesisClient(f"127.0.0.1:{port}") as nowhere, pytest.raises(Unavailable) as err:
         nowhere.describe_library()
     assert f"synthesis service at 127.0.0.1:{port} is unreachable" in str(err.value)
+
+
+def test_token_and_mutual_tls(disc_coco: Path, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    server = start_synth(disc_coco, auth_token="s3cret", **server_tls(pki))
+    target = f"127.0.0.1:{server.port}"
+    mtls = {"tls_ca": pki / "ca.pem", "tls_cert": pki / "client.pem", "tls_key": pki / "client.key"}
+    try:
+        with SynthesisClient(target, token="s3cret", **mtls) as c:
+            assert c.describe_library().class_names == ["round", "oval"]
+            (sample,) = c.stream(Recipe(height=32, width=32), count=1)
+            assert sample.image.shape == (32, 32, 1)
+        with SynthesisClient(target, **mtls) as c:
+            assert c.health() == "SERVING"  # probes need no token
+            with pytest.raises(Unauthenticated, match="missing or wrong bearer token") as err:
+                c.describe_library()
+            assert err.value.exit_code == 2
+            with pytest.raises(Unauthenticated):
+                list(c.stream(count=1))
+        intruder = {**mtls, "tls_cert": pki / "intruder.pem", "tls_key": pki / "intruder.key"}
+        # A stranger's certificate, then plaintext to the TLS port: no handshake, no call.
+        for security in (intruder, {}):
+            c = SynthesisClient(target, token="s3cret", timeout=5, **security)
+            with c, pytest.raises(Unavailable):
+                c.describe_library()
+    finally:
+        server.stop(grace=1)

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from synth_service.server import SynthServer, create_server
-from synth_service.settings import SynthSettings
+from synth_service.server import SynthServer
+from tests.synth_server import start_synth
 
 
 @pytest.fixture(scope="package")
 def synth_server(data_root: Path) -> Iterator[SynthServer]:
-    settings = SynthSettings(
-        library=data_root / "mnfinder" / "val.json", port=0, metrics_port=-1, workers=1
-    )
-    server, _ = create_server(settings)
-    server.start()
+    server = start_synth(data_root / "mnfinder" / "val.json")
     yield server
     server.stop(grace=1)

@@ -1,0 +1,109 @@
+"""The server side shared by synthloc's gRPC services: TLS from files, bearer tokens (health
+checks stay open for probes), and running until SIGTERM with a graceful drain."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from synthloc.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # Kubernetes gRPC probes send no metadata
+
+
+class BearerTokenInterceptor(grpc.ServerInterceptor):
+    """Refuses calls without `authorization: Bearer <token>` with UNAUTHENTICATED."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+        if details.method.startswith(OPEN_PREFIXES):
+            return continuation(details)
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(str(sent).encode(), self._expected):
+            return continuation(details)
+        return _refusal(continuation(details))
+
+
+def _refusal(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+    if handler is None:
+        return None
+    message = "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'"
+
+    def deny(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def server_credentials(
+    cert: Path | None, key: Path | None, client_ca: Path | None
+) -> grpc.ServerCredentials | None:
+    """TLS from PEM files (mutual TLS when client_ca is set); None when no file is given."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise InvalidInput("tls_client_ca needs tls_cert and tls_key too")
+        return None
+    if cert is None or key is None:
+        raise InvalidInput("TLS needs both tls_cert and tls_key")
+    try:
+        pair = (key.read_bytes(), cert.read_bytes())
+        ca = client_ca.read_bytes() if client_ca else None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read a TLS file: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Add the listening port (TLS when credentials are given); OSError if it cannot bind."""
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return port
+
+
+def interceptors(token: str, errors: grpc.ServerInterceptor) -> list[grpc.ServerInterceptor]:
+    """The token check first when a token is set, so refused calls never reach the service."""
+    return [BearerTokenInterceptor(token), errors] if token else [errors]
+
+
+class Replica(Protocol):
+    """What run_until_signalled needs of a server."""
+
+    def start(self) -> None: ...
+
+    def stop(self, grace: float | None = None) -> None: ...
+
+
+def run_until_signalled(replica: Replica, grace_seconds: float) -> int:
+    """Start, serve until SIGTERM or SIGINT, then drain within the grace period; returns 0."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    replica.start()
+    stop.wait()
+    log.info("draining (grace %.1f s)", grace_seconds)
+    replica.stop()
+    log.info("stopped")
+    return 0
