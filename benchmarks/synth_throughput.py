@@ -1,7 +1,7 @@
 """Synthesis throughput: compose speed per core, memory-copy bound, and stream efficiency.
 
     .venv/bin/python benchmarks/synth_throughput.py [--library TRAIN.json] [--rounds 5]
-        [--compose-only]
+        [--compose-only] [--cost-model]
 
 Measured side by side in one run, each figure the median over --rounds rounds:
 1. compose: images/s on one core (OpenCV pinned to one thread, as in the service's
@@ -10,11 +10,18 @@ Measured side by side in one run, each figure the median over --rounds rounds:
 3. stream: images/s a Python client receives over loopback gRPC from a replica with W
    workers, divided by images/s of the same batches composed in-process by W processes;
 4. bytes per sample on the wire, RAW and PNG.
+
+With --cost-model, instead: compose time at a fixed number of objects (0, 10, 20, 40; the
+slope is the cost of one object, the intercept the cost of a sample's canvas), the patch
+pixels an object brings, and OpenCV's own per-pixel rate for the warp and the blur on a large
+image (what SIMD code costs once per-call overhead is gone), so the gap to a goal can be
+split into arithmetic and overhead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -78,6 +85,40 @@ def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple
         return count / (time.perf_counter() - start), size // max(count, 1)
 
 
+def cost_model(state: SynthState, recipe: Recipe, images: int, rounds: int) -> dict:
+    """Fixed and per-object compose cost (median ms over rounds) and OpenCV's per-pixel rates."""
+    counts = (0, 10, 20, 40)
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    for r in range(rounds):
+        for n in counts:
+            fixed = dataclasses.replace(recipe, count_range=(n, n))
+            times[n].append(1000 / compose_rate(state, fixed, images, r * 1000))
+    ms = {n: statistics.median(v) for n, v in times.items()}
+    slope, intercept = np.polyfit(counts, [ms[n] for n in counts], 1)
+    objects = state.library.objects
+    # Large enough to hide the call overhead, small enough to stay in cache as objects do.
+    big = np.random.default_rng(0).random((256, 256), np.float32)
+    matrix = cv2.getRotationMatrix2D((128, 128), 33, 1.1)
+
+    def per_pixel(call) -> float:
+        call()
+        start = time.perf_counter()
+        for _ in range(200):
+            call()
+        return (time.perf_counter() - start) / 200 / big.size * 1e9
+
+    return {
+        "compose_ms_at_objects": {n: round(v, 3) for n, v in ms.items()},
+        "fixed_ms_per_sample": round(float(intercept), 3),
+        "ms_per_object": round(float(slope), 4),
+        "library_object_pixels_mean": round(sum(o.alpha.size for o in objects) / len(objects), 1),
+        "opencv_warp_ns_per_pixel": round(
+            per_pixel(lambda: cv2.warpAffine(big, matrix, (256, 256))), 2
+        ),
+        "opencv_blur_ns_per_pixel": round(per_pixel(lambda: cv2.GaussianBlur(big, (0, 0), 1.0)), 2),
+    }
+
+
 def compose_round(state: SynthState, recipe: Recipe, images: int, offset: int) -> dict:
     """One round of figures 1 and 2, back to back."""
     return {
@@ -97,6 +138,9 @@ def main() -> int:
     parser.add_argument(
         "--compose-only", action="store_true", help="only figures 1 and 2 (no server)"
     )
+    parser.add_argument(
+        "--cost-model", action="store_true", help="fixed and per-object cost (see above)"
+    )
     args = parser.parse_args()
 
     cv2.setNumThreads(1)  # per core: OpenCV must not spread one compose over several threads
@@ -109,6 +153,13 @@ def main() -> int:
         for key, value in figures.items():
             rates.setdefault(key, []).append(value)
 
+    if args.cost_model:
+        figures = cost_model(state, recipe, args.images // 2, args.rounds)
+        for key, value in figures.items():
+            print(f"{key:36s} {value}")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
+        return 0
     if args.compose_only:
         for r in range(args.rounds):
             record(compose_round(state, recipe, args.images // 2, r * 1000))
