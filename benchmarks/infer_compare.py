@@ -55,10 +55,22 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
+    proc = subprocess.Popen(command, env=env, stderr=log)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=120)
-    return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
+    ready = grpc.channel_ready_future(channel)
+    for _ in range(240):
+        try:
+            ready.result(timeout=0.5)
+            return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
+        except grpc.FutureTimeoutError:
+            if proc.poll() is not None:  # it died: show why instead of waiting on
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-2000:]
+                failed = f"`{' '.join(command)}` exited {proc.returncode}:\n{tail}"
+                raise SystemExit(failed) from None
+    proc.kill()
+    raise SystemExit(f"`{' '.join(command)}` did not listen within 120 s")
 
 
 def main() -> int:

@@ -13,7 +13,8 @@ KServe user would write it, and "kserve_alike" with synthloc's options (threads 
 runs instead of spinning), so that ONNX Runtime is configured alike on both sides. Both venvs
 must have the same onnxruntime version (check `pip list`). Run with a Python that has
 `kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which needs protobuf 7);
-synthloc runs from its own venv as a subprocess.
+synthloc runs from its own venv as a subprocess. With --device cuda every server runs on the
+CUDA provider (synthloc with --require-gpu; the device machine's run, benchmarks/gpu/).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, model: str, timeout: float = 120) -> None:
+def wait_ready(url: str, model: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the model is ready; fails at once, with the server's last words, if it dies."""
     client = triton.InferenceServerClient(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -49,6 +51,10 @@ def wait_ready(url: str, model: str, timeout: float = 120) -> None:
                 return
         except Exception:  # not listening yet
             pass
+        if proc.poll() is not None:
+            proc.stderr.seek(0)
+            tail = proc.stderr.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"the server for {url} exited {proc.returncode}:\n{tail}")
         time.sleep(0.5)
     raise RuntimeError(f"{url} never became ready")
 
@@ -86,6 +92,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     checkouts = dict(c.split("=", 1) for c in args.checkout) or {"synthloc": ""}
@@ -98,22 +105,24 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, PYTHONPATH=str(Path(checkout).resolve())) if checkout else None
             command = [args.synthloc, "infer", "serve", "--models", str(Path(tmp))]
-            command += ["--port", str(port), "--metrics-port", "-1"]
-            procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+            command += ["--port", str(port), "--metrics-port", "-1", "--device", args.device]
+            if args.device == "cuda":
+                command.append("--require-gpu")
+            log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
+            procs.append(subprocess.Popen(command, env=env, stderr=log))
             targets[name] = f"127.0.0.1:{port}"
-        alike = ["--no-spin"]
-        for name, flags in (("kserve", []), ("kserve_alike", alike)):
+        cuda = ["--cuda"] if args.device == "cuda" else []
+        for name, flags in (("kserve", cuda), ("kserve_alike", ["--no-spin", *cuda])):
             grpc_port, http_port = free_port(), free_port()
             command = [sys.executable, str(Path(__file__).with_name("kserve_peer_server.py"))]
             command += ["--model", str(args.model), "--grpc-port", str(grpc_port)]
             command += ["--http-port", str(http_port), *flags]
-            procs.append(
-                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
+            log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
+            procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
             targets[name] = f"127.0.0.1:{grpc_port}"
         try:
-            for url in targets.values():
-                wait_ready(url, "det")
+            for url, proc in zip(targets.values(), procs, strict=True):
+                wait_ready(url, "det", proc)
             figures: dict[str, list[float]] = {}
             for _ in range(args.rounds):
                 for name, url in targets.items():

@@ -1,66 +1,85 @@
 #!/usr/bin/env bash
 # Prepare what a device session carries for the GPU measurements (issue #5), then print the
-# calls to make. Run here, in any checkout with its .venv:  bash benchmarks/gpu/prepare.sh
+# calls to make. Run here, in a checkout with its .venv:  bash benchmarks/gpu/prepare.sh
 #
 # The device machine has Python 3.12 with PyTorch and the CUDA 13 / cuDNN 9 libraries as
-# nvidia-* pip packages, but no onnxruntime-gpu and no network. Its wheel (~250 MB) exceeds
-# one call's 64 MiB, so it travels as xz parts, one per call to the same warm machine (a warm
-# machine keeps what earlier calls left; it is given back after 30 s idle, so make the calls
-# back to back). Everything lands in .gpu/ (ignored by git):
-#   ort.txz.NN, ort.parts, ort.sha256   onnxruntime-gpu for cp312, split under PART_MIB MiB
-#   wheels/                             cp312 wheels the service needs beyond the device's own
-#   model.onnx                          the benchmark detector (latency does not need weights)
+# nvidia-* pip packages, but no onnxruntime-gpu, no kserve and no network, and one call
+# carries at most 64 MiB. So one payload (a tar of the files below) travels in parts, one per
+# call to the same warm machine, which keeps what earlier calls left (it is given back after
+# 30 s idle: make the calls back to back). In .gpu/ (ignored by git):
+#   payload.NN, payload.parts, payload.sha256   the parts, their names, the checksum
+# and inside the payload:
+#   ort.txz        onnxruntime-gpu for cp312 (its TensorRT provider left out)
+#   wheels/        cp312 wheels synthloc needs beyond the device's own
+#   kserve-wheels/ kserve and tritonclient[grpc] with what the device lacks of their needs
+#   model.onnx     the benchmark detector (a fresh one: latency does not depend on weights)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 ORT_VERSION=${ORT_VERSION:-1.31.1}
-PART_MIB=${PART_MIB:-56}
+KSERVE=${KSERVE:-"kserve==0.21.0 tritonclient[grpc]==2.73.0"}
+PART_MIB=${PART_MIB:-58}
+# Packages the device image holds (benchmarks/gpu/README in KINDS.md terms, read 2026-11-17).
+DEVICE_HAS="absl-py aiofiles aiohappyeyeballs aiohttp aiosignal anyio attrs certifi
+charset-normalizer click filelock fsspec frozenlist grpcio h11 httpcore httpx idna jinja2
+markupsafe mpmath multidict numpy packaging pandas pillow pip prometheus-client propcache psutil
+pygments python-dateutil pytz pyyaml requests rich setuptools shellingham six sympy tabulate
+tqdm typer typing-extensions tzdata urllib3 uvloop wheel wrapt yarl zipp ml-dtypes"
 out=.gpu
-mkdir -p "$out/wheels"
-download() {  # cp312 manylinux wheels into $1, exact versions given after it
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+download() {  # cp312 manylinux wheels into $1 of the requirements after it (--no-deps unless $DEPS)
+  "$PY" -m pip download -q ${DEPS:---no-deps} --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$1" "${@:2}"
 }
+mkdir -p "$out" "$stage/wheels" "$stage/kserve-wheels" "$stage/ort"
 # The versions this checkout runs with: the generated stubs check grpcio and protobuf.
 mapfile -t pins < <("$PY" - <<'PYEOF'
 from importlib.metadata import version
-for name in ("grpcio", "protobuf", "grpcio-health-checking", "grpcio-reflection", "pydicom"):
+names = ("grpcio", "protobuf", "grpcio-health-checking", "grpcio-reflection", "pydicom")
+for name in (*names, "pycocotools"):
     print(f"{name}=={version(name)}")
 PYEOF
 )
-echo "wheels: ${pins[*]}"
-download "$out/wheels" "${pins[@]}"
-if [ ! -f "$out/ort.sha256" ]; then
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  download "$tmp" "onnxruntime-gpu==$ORT_VERSION"
-  (cd "$tmp" && unzip -q onnxruntime_gpu-*.whl && rm onnxruntime_gpu-*.whl \
-    onnxruntime/capi/libonnxruntime_providers_tensorrt.so)  # TensorRT: not used, not there
-  echo "compressing onnxruntime-gpu $ORT_VERSION (a few minutes)"
-  tar -C "$tmp" -cf - . | xz -T0 -6 > "$out/ort.txz"
-  split -b "${PART_MIB}M" -d -a 2 "$out/ort.txz" "$out/ort.txz."
-  (cd "$out" && sha256sum ort.txz | cut -d' ' -f1 > ort.sha256 && rm ort.txz)
-  (cd "$out" && ls ort.txz.?? > ort.parts)
-fi
-if [ ! -f "$out/model.onnx" ]; then
-  "$PY" - <<'PYEOF'
+echo "synthloc's wheels: ${pins[*]}"
+download "$stage/wheels" "${pins[@]}"
+echo "kserve's wheels: $KSERVE (and what the device lacks of their requirements)"
+# shellcheck disable=SC2086
+DEPS=" " download "$stage/kserve-wheels" $KSERVE
+for wheel in "$stage"/kserve-wheels/*.whl; do
+  name=$(basename "$wheel" | cut -d- -f1 | tr '[:upper:]_' '[:lower:]-')
+  if [ "$name" != protobuf ] && grep -qw -- "$name" <<<"$DEVICE_HAS"; then rm "$wheel"; fi
+done
+download "$stage/ort" "onnxruntime-gpu==$ORT_VERSION"
+(cd "$stage/ort" && unzip -q onnxruntime_gpu-*.whl && rm onnxruntime_gpu-*.whl \
+  onnxruntime/capi/libonnxruntime_providers_tensorrt.so)
+echo "compressing onnxruntime-gpu $ORT_VERSION (a few minutes)"
+tar -C "$stage/ort" -cf - . | xz -T0 -6 > "$stage/ort.txz"
+rm -rf "$stage/ort"
+"$PY" - "$stage" <<'PYEOF'
 import sys
 from pathlib import Path
 
 sys.path.insert(0, "benchmarks")
 from infer_latency import default_model
 
-default_model(Path(".gpu"))
+default_model(Path(sys.argv[1]))
 PYEOF
-fi
+rm -f "$out"/payload.*
+tar -C "$stage" -cf - ort.txz wheels kserve-wheels model.onnx \
+  | tee >(sha256sum | cut -d' ' -f1 > "$out/payload.sha256") \
+  | split -b "${PART_MIB}M" -d -a 2 - "$out/payload."
+sleep 1  # the checksum's subshell finishes writing
+(cd "$out" && ls payload.[0-9][0-9] > payload.parts)
 echo
-echo "Device calls, back to back on one warm machine (each carries one part; run status first):"
+echo "Device calls, back to back on one warm machine (run status first; each carries one part):"
+total=$(wc -l < "$out/payload.parts")
 n=0
-total=$(wc -l < "$out/ort.parts")
 while read -r part; do
   n=$((n + 1))
-  carry="\".gpu/ort.parts\", \".gpu/$part\""
-  [ "$n" -eq "$total" ] && carry="$carry, \".gpu/ort.sha256\", \".gpu/wheels\", \".gpu/model.onnx\""
-  echo "  run command='bash benchmarks/gpu/device.sh' carry=[$carry] timeout_s=$([ "$n" -eq "$total" ] && echo 540 || echo 60)"
-done < "$out/ort.parts"
+  limit=60
+  [ "$n" -eq "$total" ] && limit=560
+  echo "  run command='bash benchmarks/gpu/device.sh' timeout_s=$limit" \
+    "carry=[\".gpu/payload.parts\", \".gpu/payload.sha256\", \".gpu/$part\"]"
+done < "$out/payload.parts"
