@@ -19,6 +19,18 @@ def _need_torch() -> None:
         )
 
 
+SECURITY_FLAGS = ("synth-token", "synth-tls-ca", "synth-tls-cert", "synth-tls-key")
+
+
+def env_name(flag: str) -> str:
+    """The environment variable a `synthloc train` security flag falls back to."""
+    return "SYNTHLOC_TRAIN_" + flag.upper().replace("-", "_")
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get(env_name(flag))
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register train, export and eval."""
     p = subparsers.add_parser("train", help="train a detector or CAM localizer")
@@ -57,14 +69,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--width", type=float, help="model width multiplier")
     p.add_argument("--retries", type=int, default=5, help="reconnect attempts to --synth")
-    p.add_argument(
-        "--synth-token",
-        default=os.environ.get("SYNTHLOC_SYNTH_TOKEN"),
-        help="bearer token of the synthesis service (default: env SYNTHLOC_SYNTH_TOKEN)",
-    )
-    p.add_argument("--synth-tls-ca", type=Path, help="CA (PEM) that signed the service's cert")
-    p.add_argument("--synth-tls-cert", type=Path, help="client certificate (PEM), mutual TLS")
-    p.add_argument("--synth-tls-key", type=Path, help="client private key (PEM), mutual TLS")
+    # The synthesis service's credentials; each flag falls back to its variable (env_name),
+    # which keeps the token off the command line and lets the Kubernetes component mount them.
+    p.add_argument("--synth-token", default=_env("synth-token"), help="bearer token")
+    for flag, what in (
+        ("synth-tls-ca", "CA (PEM) that signed the service's certificate"),
+        ("synth-tls-cert", "client certificate (PEM), for mutual TLS"),
+        ("synth-tls-key", "client private key (PEM), for mutual TLS"),
+    ):
+        p.add_argument(
+            f"--{flag}", type=Path, default=_env(flag), help=f"{what} [{env_name(flag)}]"
+        )
     p.add_argument("--synth-tls", action="store_true", help="TLS with the system's CA roots")
     p.set_defaults(run=run_train)
 

@@ -95,7 +95,7 @@ class SynthSource:
                 ):
                     raise Unauthenticated(
                         f"synthesis service at {self.target} refused the call: {err.details()} "
-                        "(give its token with --synth-token or SYNTHLOC_SYNTH_TOKEN)"
+                        "(give its token with --synth-token or SYNTHLOC_TRAIN_SYNTH_TOKEN)"
                     ) from None
                 if attempt == self.retries:
                     raise Unavailable(

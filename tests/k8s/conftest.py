@@ -14,15 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 OVERLAYS = ("cpu", "gpu")
 RUN_AS = 10001  # the numeric USER of every image in docker/ and runAsUser of every pod
-# The variants the tests render: each overlay, and the gpu overlay with the TLS component.
-VARIANTS = (*OVERLAYS, "gpu-tls")
+# The variants the tests render: each overlay, the gpu overlay with the TLS component, and
+# the cpu overlay with the synthesis TLS component.
+VARIANTS = (*OVERLAYS, "gpu-tls", "cpu-synth-tls")
 
 
 def write_variant(name: str, into: Path) -> Path:
     """A kustomization directory that renders `name` (an overlay, or overlay-component)."""
+    # Overlay names have no dash; component names may.
     if name in OVERLAYS:
         return K8S / "overlays" / name
-    overlay, component = name.split("-")
+    overlay, component = name.split("-", 1)
     into.mkdir(parents=True, exist_ok=True)
     # kustomize refuses absolute paths here, so point at the repository relatively.
     rel = Path(os.path.relpath(K8S, into))
@@ -90,6 +92,19 @@ def effective_env(resources: list[Resource], c: dict[str, Any]) -> dict[str, str
         env.update(matches[0]["data"])
     env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
     return env
+
+
+def component_of(variant: str) -> str:
+    """The component a variant adds to its overlay ('' for none)."""
+    return variant.split("-", 1)[1] if "-" in variant else ""
+
+
+def secret_env(c: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The variables a container takes from Secrets: name -> (secret, key)."""
+    refs = {
+        e["name"]: e["valueFrom"].get("secretKeyRef") for e in c.get("env", []) if "valueFrom" in e
+    }
+    return {name: (ref["name"], ref["key"]) for name, ref in refs.items() if ref}
 
 
 def env_names_of(c: dict[str, Any], resources: list[Resource]) -> set[str]:

@@ -22,6 +22,7 @@ from tests.k8s.conftest import (
     find,
     one,
     pod_spec,
+    secret_env,
     workloads,
 )
 
@@ -188,17 +189,58 @@ def test_images_are_pinned(variant: str, rendered: dict) -> None:
             assert re.fullmatch(r"\d+\.\d+\.\d+", tag), c["image"]
 
 
+def _secret_mount(workload: dict, c: dict, volume: str, secret: str) -> str:
+    """Where `secret` is mounted read-only in container c as `volume` (asserted)."""
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume]
+    (found,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == volume]
+    assert found["secret"]["secretName"] == secret and mount["readOnly"] is True
+    return mount["mountPath"]
+
+
 def test_tls_component_wires_the_secret_into_the_settings(rendered: dict) -> None:
     resources = rendered["gpu-tls"]
     infer = one(resources, "Deployment", "synthloc-infer")
     c = container(infer, "infer")
     settings = load_settings(InferSettings, INFER_PREFIX, environ=effective_env(resources, c))
-    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "tls"]
-    (volume,) = [v for v in pod_spec(infer)["volumes"] if v["name"] == "tls"]
-    assert volume["secret"]["secretName"] == "synthloc-infer-tls"
-    assert mount["readOnly"] is True
-    assert str(settings.tls_cert) == mount["mountPath"] + "/tls.crt"
-    assert str(settings.tls_key) == mount["mountPath"] + "/tls.key"
+    path = _secret_mount(infer, c, "tls", "synthloc-infer-tls")
+    assert str(settings.tls_cert) == path + "/tls.crt"
+    assert str(settings.tls_key) == path + "/tls.key"
     assert pod_spec(infer)["securityContext"]["fsGroup"] == RUN_AS  # group-readable Secret
     plain = container(one(rendered["gpu"], "Deployment", "synthloc-infer"), "infer")
     assert not any(e["name"].startswith(INFER_PREFIX + "TLS") for e in plain["env"])
+
+
+def test_synth_tls_component_wires_both_ends_and_the_shared_token(
+    rendered: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = rendered["cpu-synth-tls"]
+    synth = one(resources, "Deployment", "synthloc-synth")
+    c = container(synth, "synth")
+    settings = load_settings(SynthSettings, SYNTH_PREFIX, environ=effective_env(resources, c))
+    path = _secret_mount(synth, c, "tls", "synthloc-synth-tls")
+    assert str(settings.tls_cert) == path + "/tls.crt"
+    assert str(settings.tls_key) == path + "/tls.key"
+    assert str(settings.tls_client_ca) == path + "/ca.crt"  # mutual TLS
+    token = ("synthloc-synth-token", "token")
+    assert secret_env(c) == {SYNTH_PREFIX + "AUTH_TOKEN": token}
+    assert SYNTH_PREFIX + "AUTH_TOKEN" in env_names(SynthSettings, SYNTH_PREFIX)
+
+    # The trainer: what `synthloc train` reads from its environment points into its mount.
+    train = one(resources, "Job", "synthloc-train")
+    t = container(train, "train")
+    path = _secret_mount(train, t, "synth-tls", "synthloc-train-tls")
+    assert secret_env(t) == {"SYNTHLOC_TRAIN_SYNTH_TOKEN": token}
+    env = effective_env(resources, t)
+    for name, value in {**env, "SYNTHLOC_TRAIN_SYNTH_TOKEN": "from-the-secret"}.items():
+        monkeypatch.setenv(name, value)
+    from synthloc.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "detector", "--synth", "x:1", "--steps", "1", "--out", "r"]
+    )
+    assert args.synth_token == "from-the-secret"
+    assert str(args.synth_tls_ca) == path + "/ca.crt"
+    assert str(args.synth_tls_cert) == path + "/tls.crt"
+    assert str(args.synth_tls_key) == path + "/tls.key"
+    plain = container(one(rendered["cpu"], "Job", "synthloc-train"), "train")
+    assert not secret_env(plain) and "synth-tls" not in {m["name"] for m in plain["volumeMounts"]}

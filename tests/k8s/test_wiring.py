@@ -11,6 +11,7 @@ from synth_service.settings import SynthSettings
 from synthloc.settings import load_settings
 from tests.k8s.conftest import (
     VARIANTS,
+    component_of,
     container,
     effective_env,
     find,
@@ -80,7 +81,9 @@ def test_ports_and_probes_agree_with_the_server_settings(
     assert named_ports(c) == {"grpc": settings.port, "metrics": settings.metrics_port}
     service = {p["name"]: p["port"] for p in one(resources, "Service", name)["spec"]["ports"]}
     assert service == {"grpc": settings.port, "metrics": settings.metrics_port}
-    tls = variant.endswith("-tls") and name == "synthloc-infer"
+    tls = {"tls": "synthloc-infer", "synth-tls": "synthloc-synth"}.get(
+        component_of(variant)
+    ) == name
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         check = c[probe]["tcpSocket" if tls else "grpc"]
         assert check["port"] == settings.port, probe

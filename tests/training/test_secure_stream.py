@@ -27,30 +27,38 @@ def secure_server(data_root: Path, pki: Path) -> Iterator[SynthServer]:
     server.stop(grace=1)
 
 
-def _train(server: SynthServer, pki: Path, out: Path, *security: str) -> int:
+def _train(server: SynthServer, out: Path, *security: str) -> int:
     return main(
         [
             "train", "detector", "--synth", f"127.0.0.1:{server.port}", "--steps", "2",
             "--batch-size", "2", "--crop", "64", "--workers", "1", "--retries", "0",
-            "--synth-tls-ca", str(pki / "ca.pem"), "--synth-tls-cert", str(pki / "client.pem"),
-            "--synth-tls-key", str(pki / "client.key"), *security, "--out", str(out),
+            *security, "--out", str(out),
         ]
     )  # fmt: skip
 
 
-def test_training_streams_over_mutual_tls_with_a_token(
-    secure_server: SynthServer, pki: Path, tmp_path: Path
+def test_training_streams_over_mutual_tls_with_credentials_from_the_environment(
+    secure_server: SynthServer, pki: Path, tmp_path: Path, monkeypatch
 ) -> None:
+    # As the Kubernetes component passes them: SYNTHLOC_TRAIN_<FLAG>, no flags.
+    monkeypatch.setenv("SYNTHLOC_TRAIN_SYNTH_TOKEN", "s3cret")
+    monkeypatch.setenv("SYNTHLOC_TRAIN_SYNTH_TLS_CA", str(pki / "ca.pem"))
+    monkeypatch.setenv("SYNTHLOC_TRAIN_SYNTH_TLS_CERT", str(pki / "client.pem"))
+    monkeypatch.setenv("SYNTHLOC_TRAIN_SYNTH_TLS_KEY", str(pki / "client.key"))
     # --workers 1: the stream's credentials travel into a DataLoader worker process.
-    assert _train(secure_server, pki, tmp_path / "run", "--synth-token", "s3cret") == 0
+    assert _train(secure_server, tmp_path / "run") == 0
     assert (tmp_path / "run" / "checkpoint.pt").stat().st_size > 0
 
 
 def test_training_without_the_token_names_the_flag(
     secure_server: SynthServer, pki: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.delenv("SYNTHLOC_SYNTH_TOKEN", raising=False)
-    assert _train(secure_server, pki, tmp_path / "run") == 2
+    monkeypatch.delenv("SYNTHLOC_TRAIN_SYNTH_TOKEN", raising=False)
+    tls = ["--synth-tls-ca", str(pki / "ca.pem"), "--synth-tls-cert", str(pki / "client.pem")]
+    assert (
+        _train(secure_server, tmp_path / "run", *tls, "--synth-tls-key", str(pki / "client.key"))
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"synthesis service at 127.0.0.1:{secure_server.port} refused the call" in err
     assert "missing or wrong bearer token" in err and "--synth-token" in err
