@@ -3,7 +3,8 @@
 Images run whole (padded to the model's divisor) through infer_service.localizer.OnnxLocalizer,
 exactly as the inference service runs them. Box AP uses every detection down to a low score
 (a full precision-recall curve); the CAM hit rate uses the model card's threshold, i.e. the
-points a user would be shown. torch-free.
+points a user would be shown, and the hit rate at count ranks every point instead (as many
+guesses as objects, whatever the threshold). torch-free.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from infer_service.localizer import OnnxLocalizer
 from synthloc.coco import CocoDataset
 from synthloc.errors import InvalidInput
 from synthloc.imageio import read_image
-from training.metrics import cam_hit_rate, coco_detection_metrics, detections_to_coco_results
+from training.metrics import (
+    cam_hit_rate,
+    cam_hit_rate_at_count,
+    coco_detection_metrics,
+    detections_to_coco_results,
+)
 
 AP_SCORE_FLOOR = 0.01  # detections below this cannot move AP measurably
 
@@ -47,6 +53,7 @@ def evaluate(
     category_ids = [mapping.get(i, -1) for i in range(len(card.class_names))]
     boxes: list[dict[str, Any]] = []
     points: list[dict[str, Any]] = []
+    ranked: list[dict[str, Any]] = []  # every point down to the floor, for the budgeted rate
     started = time.perf_counter()
     for image in tqdm(ds.images, desc=f"eval {model_path.name}", unit="image"):
         detections = [
@@ -58,6 +65,7 @@ def evaluate(
             image["id"], detections, category_ids
         )
         boxes.extend(image_boxes)
+        ranked.extend(image_points)
         points.extend(p for p in image_points if p["score"] >= card.score_threshold)
     result: dict[str, Any] = {
         **coco_detection_metrics(ds, boxes),
@@ -69,12 +77,17 @@ def evaluate(
     }
     if card.task == "cam":
         hits = cam_hit_rate(ds, points)
+        budgeted = cam_hit_rate_at_count(ds, ranked)
         result.update(
             hit_rate=hits["hit_rate"],
             point_precision=hits["point_precision"],
             point_f1=hits["point_f1"],
+            hit_rate_at_count=budgeted["hit_rate_at_count"],
             per_class_hits={
-                name: {k: v[k] for k in ("hit_rate", "point_precision", "point_f1")}
+                name: {
+                    **{k: v[k] for k in ("hit_rate", "point_precision", "point_f1")},
+                    "hit_rate_at_count": budgeted["per_class"][name],
+                }
                 for name, v in hits["per_class"].items()
             },
         )

@@ -193,6 +193,7 @@ class ArmRunner:
 def _arm_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The evaluation figures results.json keeps for an arm."""
     keys = ("map50", "map50_95", "per_class", "pr50", "hit_rate", "point_precision", "point_f1")
+    keys += ("hit_rate_at_count",)
     kept = {k: metrics[k] for k in keys if k in metrics}
     if "per_class_hits" in metrics:
         for name, hits in metrics["per_class_hits"].items():

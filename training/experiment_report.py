@@ -46,13 +46,13 @@ def markdown_table(results: dict[str, Any]) -> str:
     classes = sorted({name for _, _, m in rows for name in m["per_class"]})
     head = ["arm", "mAP@0.5", "mAP@[.5:.95]"]
     head += [f"{c} AP@0.5" for c in classes]
-    head += ["CAM hit rate", "CAM point precision", "CAM point F1", "train s"]
+    head += ["CAM hit rate", "CAM point precision", "CAM point F1", "CAM hit@count", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, data, m in rows:
         cells = [LABELS.get((task, data), arm_name(task, data)), _fmt(m["map50"])]
         cells.append(_fmt(m["map50_95"]))
         cells += [_fmt(m["per_class"].get(c, {}).get("map50")) for c in classes]
-        cam = ("hit_rate", "point_precision", "point_f1")
+        cam = ("hit_rate", "point_precision", "point_f1", "hit_rate_at_count")
         cells += [_fmt(m.get(k)) if task == "cam" else "" for k in cam]
         cells.append(f"{m['train_seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -76,12 +76,24 @@ def verdict(results: dict[str, Any]) -> list[str]:
         out.append(f"E and Y above S: {'holds' if both else 'does not hold'} (S {s:.3f}).")
     if {"real", "synthetic"} <= cam.keys():
         real, synth = cam["real"], cam["synthetic"]
-        r, y = real.get("point_f1") or 0.0, synth.get("point_f1") or 0.0
-        ok = "holds" if y > r else "does not hold"
+        # The design's measure, the fraction of objects hit, at a budget both arms share (as
+        # many points as objects); and, at the model's threshold, hits against precision.
+        wins = {
+            key: (synth.get(key) or 0.0) > (real.get(key) or 0.0)
+            for key in ("hit_rate_at_count", "point_f1")
+        }
+        if all(wins.values()):
+            ok = "holds"
+        elif not any(wins.values()):
+            ok = "does not hold"
+        else:
+            ok = "mixed: better by " + " and ".join(k for k, won in wins.items() if won) + " only"
         out.append(
-            f"CAM localization better with synthetic data: {ok} (point F1 {y:.3f} vs {r:.3f}; "
-            f"hit rate {_fmt(synth.get('hit_rate'))} vs {_fmt(real.get('hit_rate'))}, point "
-            f"precision {_fmt(synth.get('point_precision'))} vs "
+            f"CAM localization better with synthetic data: {ok} (hit rate at count "
+            f"{_fmt(synth.get('hit_rate_at_count'))} vs {_fmt(real.get('hit_rate_at_count'))}, "
+            f"point F1 {_fmt(synth.get('point_f1'))} vs {_fmt(real.get('point_f1'))}; at the "
+            f"threshold: hit rate {_fmt(synth.get('hit_rate'))} vs {_fmt(real.get('hit_rate'))}, "
+            f"point precision {_fmt(synth.get('point_precision'))} vs "
             f"{_fmt(real.get('point_precision'))})."
         )
     return out
@@ -111,13 +123,14 @@ def write_report(results: dict[str, Any], cfg: ExperimentConfig) -> None:
 
 
 def plot_ap(results: dict[str, Any], path: Path) -> None:
-    """Bars of mAP@0.5 per arm (and the CAM hit rate beside the CAM arms)."""
+    """Bars of mAP@0.5 per arm (and the CAM hit rate at count beside the CAM arms)."""
     rows = _rows(results)
     fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
     names = [LABELS.get((t, d), arm_name(t, d)) for t, d, _ in rows]
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [m["map50"] or 0 for _, _, m in rows], 0.4, label="mAP@0.5")
-    ax.bar(x + 0.2, [m.get("hit_rate") or 0 for _, _, m in rows], 0.4, label="CAM hit rate")
+    hits = [m.get("hit_rate_at_count") or 0 for _, _, m in rows]
+    ax.bar(x + 0.2, hits, 0.4, label="CAM hit rate, as many points as objects")
     for i, (_, _, m) in enumerate(rows):
         ax.text(i - 0.2, (m["map50"] or 0) + 0.01, _fmt(m["map50"]), ha="center", fontsize=8)
     ax.set_xticks(x, names, rotation=15, ha="right", fontsize=8)

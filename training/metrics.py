@@ -118,6 +118,40 @@ def cam_hit_rate(ground_truth: CocoDataset, points: list[dict[str, Any]]) -> dic
     return {**overall, "per_class": per_class, "images": len(ground_truth.images)}
 
 
+def cam_hit_rate_at_count(
+    ground_truth: CocoDataset, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Hit rate with as many guesses as objects: per image and class, the |GT| best-scored
+    points, and the fraction of GT objects that contain one of them (mask, else box).
+
+    Threshold-free and budget-matched: a localizer cannot raise it by showing more points,
+    only by ranking points on objects above points elsewhere. Points need a 'score'.
+    """
+    ranked: dict[tuple[int, int], list[tuple[float, list[float]]]] = defaultdict(list)
+    for point in points:
+        ranked[(point["image_id"], point["category_id"])].append((point["score"], point["point"]))
+    _check_references(ground_truth, points, "point")
+    objects: Counter[int] = Counter()
+    hits: Counter[int] = Counter()
+    images = {image["id"]: image for image in ground_truth.images}
+    for image_id, anns in ground_truth.annotations_by_image().items():
+        for cat_id in ground_truth.category_names:
+            mine = [a for a in anns if a["category_id"] == cat_id]
+            best = sorted(ranked.get((image_id, cat_id), []), key=lambda sp: -sp[0])[: len(mine)]
+            xy = np.asarray([p for _, p in best], float).reshape(-1, 2)
+            objects[cat_id] += len(mine)
+            hits[cat_id] += int(_containment(mine, xy, images[image_id]).any(axis=1).sum())
+
+    def rate(c: Iterable[int]) -> float | None:
+        total = sum(objects[i] for i in c)
+        return sum(hits[i] for i in c) / total if total else None
+
+    return {
+        "hit_rate_at_count": rate(objects),
+        "per_class": {name: rate([i]) for i, name in ground_truth.category_names.items()},
+    }
+
+
 def detections_to_coco_results(
     image_id: int, detections: Iterable[Any], category_ids: Sequence[int]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -46,7 +46,10 @@ def test_results_json_has_the_documented_shape(run: Path, val: Path) -> None:
         assert localizer.card.task == task
         assert Path(m["model"]) == run / "models" / f"{task}-{data}" / "1" / "model.onnx"
         assert len(m["pr50"]["recall"]) == 101
-    assert 0.0 <= results["cam"]["synthetic"]["hit_rate"] <= 1.0
+    synthetic_cam = results["cam"]["synthetic"]
+    assert 0.0 <= synthetic_cam["hit_rate"] <= 1.0
+    assert 0.0 <= synthetic_cam["hit_rate_at_count"] <= 1.0
+    assert set(synthetic_cam["per_class"]["nucleus"]) >= {"map50", "hit_rate_at_count"}
     config = results["config"]
     assert config["steps_per_arm"] == 4 and config["images_per_arm"] == 8
     assert config["annotated_fraction"] == 0.25 and config["arms"] == ARMS.split(",")

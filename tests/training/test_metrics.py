@@ -10,7 +10,12 @@ import pytest
 
 from synthloc.coco import CocoDataset, mask_annotation
 from synthloc.errors import InvalidInput
-from training.metrics import cam_hit_rate, coco_detection_metrics, detections_to_coco_results
+from training.metrics import (
+    cam_hit_rate,
+    cam_hit_rate_at_count,
+    coco_detection_metrics,
+    detections_to_coco_results,
+)
 
 CATEGORIES = [{"id": 1, "name": "nucleus"}, {"id": 2, "name": "micronucleus"}]
 # COCOeval divides by tp + fp + np.spacing(1), so a perfect precision is 1 - 2e-16, not 1.
@@ -31,8 +36,8 @@ def box(bbox: list[float], score: float = 1.0, cat: int = 1) -> dict[str, Any]:
     return {"image_id": 1, "category_id": cat, "bbox": bbox, "score": score}
 
 
-def point(xy: list[float], cat: int = 1, image_id: int = 1) -> dict[str, Any]:
-    return {"image_id": image_id, "category_id": cat, "point": xy, "score": 1.0}
+def point(xy: list[float], cat: int = 1, image_id: int = 1, score: float = 1.0) -> dict[str, Any]:
+    return {"image_id": image_id, "category_id": cat, "point": xy, "score": score}
 
 
 def test_perfect_predictions_score_one_overall_and_per_class() -> None:
@@ -209,3 +214,25 @@ def test_ground_truth_as_detections_round_trips_to_perfect_scores() -> None:
     boxes, points = detections_to_coco_results(1, detections, category_ids)
     assert coco_detection_metrics(gt, boxes)["map50_95"] == approx(1.0)
     assert cam_hit_rate(gt, points)["hit_rate"] == 1.0
+
+
+def test_hit_rate_at_count_gives_each_class_as_many_guesses_as_objects() -> None:
+    # Two nuclei, one micronucleus: the two best nucleus points and the best micronucleus point
+    # count, whatever else was predicted.
+    points = [
+        point([12, 12], score=0.9),  # the boxed nucleus
+        point([39, 0], score=0.8),  # background, outranks ...
+        point([2.5, 2.5], score=0.7),  # ... this hit on the masked nucleus: beyond the budget
+        point([31, 31], cat=2, score=0.2),  # the micronucleus, alone in its class
+    ]
+    result = cam_hit_rate_at_count(hit_dataset(), points)
+    assert result["per_class"] == {"nucleus": 0.5, "micronucleus": 1.0}
+    assert result["hit_rate_at_count"] == approx(2 / 3)
+    # Spraying more points cannot raise it; ranking the hit higher does.
+    spray = [point([x, 39], score=0.1) for x in range(40)]
+    assert cam_hit_rate_at_count(hit_dataset(), points + spray)["hit_rate_at_count"] == approx(
+        2 / 3
+    )
+    better = [{**p, "score": 0.85} if p["point"] == [2.5, 2.5] else p for p in points]
+    assert cam_hit_rate_at_count(hit_dataset(), better)["hit_rate_at_count"] == 1.0
+    assert cam_hit_rate_at_count(hit_dataset(), [])["hit_rate_at_count"] == 0.0
