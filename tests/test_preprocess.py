@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthloc.preprocess import match_channels, percentile_normalize, percentiles
+from synthloc.preprocess import match_channels, normalize_into, percentile_normalize, percentiles
 
 
 @pytest.mark.parametrize("dtype,top", [(np.uint8, 256), (np.uint16, 65536), (np.uint16, 900)])
@@ -32,3 +32,31 @@ def test_match_channels() -> None:
     assert match_channels(rgb, 1)[..., 0].tolist() == np.ones((4, 5)).tolist()
     with pytest.raises(ValueError, match="3-channel image into 2 channels"):
         match_channels(rgb, 2)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.random.default_rng(1).integers(0, 256, (37, 52), dtype=np.uint8),
+        np.random.default_rng(2).integers(0, 65536, (37, 52), dtype=np.uint16),
+        np.random.default_rng(3).integers(0, 256, (37, 52, 3), dtype=np.uint8),
+        np.random.default_rng(4).normal(size=(37, 52)),  # float64
+        np.random.default_rng(5).integers(-500, 500, (37, 52), dtype=np.int16),
+        np.full((37, 52), 9, np.uint8),  # flat: no spread between the percentiles
+    ],
+    ids=["u8", "u16", "rgb", "f64", "i16", "flat"],
+)
+def test_normalize_into_writes_exactly_what_percentile_normalize_computes(
+    image: np.ndarray,
+) -> None:
+    expected = percentile_normalize(image).transpose(2, 0, 1)
+    out = np.full((expected.shape[0], 40, 64), 7.0, np.float32)
+    normalize_into(image, out[:, :37, :52])
+    assert out[:, :37, :52].tobytes() == np.ascontiguousarray(expected).tobytes()
+    assert (out[:, 37:, :] == 7).all() and (out[:, :37, 52:] == 7).all()  # nothing else
+
+
+def test_normalize_into_refuses_another_shape() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"cannot write a \(8, 8, 3\) image into \(1, 8, 8\)"):
+        normalize_into(image, np.zeros((1, 8, 8), np.float32))

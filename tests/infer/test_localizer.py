@@ -146,3 +146,22 @@ def test_session_options_threads_and_no_spinning() -> None:
     assert session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice
     assert session_options(3).intra_op_num_threads == 3
     assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_prepare_is_the_shared_normalisation_padded_with_zeros(detector_path: Path) -> None:
+    from synthloc.preprocess import match_channels, percentile_normalize
+
+    localizer = OnnxLocalizer(detector_path)
+    pre = localizer.card.preprocessing
+    rng = np.random.default_rng(0)
+    # Gray (written in place) and colour (averaged to the model's one channel).
+    for image in (
+        rng.integers(0, 4096, (48, 68), dtype=np.uint16),
+        rng.integers(0, 256, (48, 68, 3), dtype=np.uint8),
+    ):
+        prepared = localizer.prepare(image)
+        assert prepared.shape == (1, 256, 256) and prepared.dtype == np.float32  # size bucket
+        norm = match_channels(percentile_normalize(image, pre.low, pre.high), 1)
+        expected = np.zeros_like(prepared)
+        expected[:, :48, :68] = norm.transpose(2, 0, 1)
+        assert prepared.tobytes() == expected.tobytes()
