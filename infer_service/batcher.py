@@ -175,7 +175,9 @@ class DynamicBatcher:
     def _run(self, items: list[_Item], started: float) -> None:
         model = items[0].model
         try:
-            batch = np.stack([item.image for item in items])
+            # A lone image runs as a view with a batch axis: stacking copied it (0.5 ms at 512²).
+            images = [item.image for item in items]
+            batch = images[0][None] if len(images) == 1 else np.stack(images)
             run_started = time.monotonic()
             outputs = model.localizer.run(batch)
         except Exception as exc:  # delivered to every waiting request, which maps it
