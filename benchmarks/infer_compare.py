@@ -10,6 +10,8 @@ under the same machine load: rounds alternate between the arms, medians are repo
     ONNX Runtime call on the same prepared tensor in this process with the service's session
     options, also as a ratio; PNG decoding of the same image on its own;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
+Beside them, `echo_p50_ms`: the same call to benchmarks/echo_server.py, which answers at once,
+the transport floor any Python gRPC service pays on this machine.
 With --device cuda the servers run with `--device cuda --require-gpu` and the direct call
 uses the CUDA provider as the service configures it (the device machine's run,
 benchmarks/gpu/device.sh).
@@ -73,6 +75,16 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     raise SystemExit(f"`{' '.join(command)}` did not listen within 120 s")
 
 
+def start_echo() -> tuple:
+    """(process, stub) of benchmarks/echo_server.py, ready to answer."""
+    port = free_port()
+    script = Path(__file__).with_name("echo_server.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stderr=subprocess.DEVNULL)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=60)
+    return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -115,11 +127,14 @@ def main() -> int:
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
                     proc, stubs[name, mode] = start_server(Path(checkout), repo, batch, serve_args)
                     procs.append(proc)
+            proc, echo = start_echo()
+            procs.append(proc)
             for _ in range(args.rounds):
                 # Direct calls and every arm's calls alternate one by one, so all of them see
                 # the same machine load.
                 times: dict[str, list[float]] = {}
                 calls = {"direct": lambda: local.run(prepared)}
+                calls["echo"] = lambda: echo.Localize(request)
                 for name in arms:
                     calls[name] = lambda n=name: stubs[n, "unbatched"].Localize(request)
                 for call in calls.values():
@@ -129,6 +144,7 @@ def main() -> int:
                         start = time.perf_counter()
                         call()
                         times.setdefault(key, []).append(time.perf_counter() - start)
+                note("echo_p50_ms", 1000 * percentile(times["echo"], 50))
                 for ref in ("direct",):
                     direct = percentile(times[ref], 50)
                     note(f"{ref}_p50_ms", 1000 * direct)
