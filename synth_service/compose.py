@@ -81,16 +81,24 @@ def compose(
     if recipe.distractor_mean > 0:
         paint_distractors(canvas, rng, recipe.distractor_mean)
     classes = draw_classes(recipe, library, rng)
+    if recipe.context_probability > 0 and library.context.anchor:
+        # Anchors first, so that objects placed beside one find it already placed.
+        satellites = library.context.anchor
+        classes = [c for c in classes if c not in satellites] + [
+            c for c in classes if c in satellites
+        ]
     placements: list[Placement] = []
     bounds: list[tuple[int, int, int, int]] = []
     # A fixed block of uniforms per sample: consumption never depends on what was placed.
     tries = rng.random((len(classes), _PLACEMENT_TRIES, PLACEMENT_DRAWS))
     looks = rng.random((len(classes), RENDER_DRAWS))
+    placed: list[tuple[int, tuple[int, int, int, int]]] = []  # (class, bounds): anchors
     for class_id, attempts in zip(classes, tries, strict=True):
         for u in attempts:
-            candidate = draw_placement(recipe, library, class_id, canvas.shape[:2], u)
+            candidate = draw_placement(recipe, library, class_id, canvas.shape[:2], u, placed)
             if candidate is not None and (max_iou(candidate, bounds) <= recipe.max_iou):
                 bounds.append(candidate.bounds)
+                placed.append((class_id, candidate.bounds))
                 placements.append(candidate)
                 break
     survivors = settle_occlusion(placements, recipe)

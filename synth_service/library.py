@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from synth_service.context import PlacementContext, learn_context
 from synth_service.intensity import normalize_intensity
 from synthloc.coco import CocoDataset, segmentation_to_mask, subsample_annotations
 from synthloc.errors import FailedPrecondition
@@ -61,6 +62,7 @@ class ObjectLibrary:
     dtype: str
     channels: int
     noise_sigma: float  # background noise in the working space (robust estimate)
+    context: PlacementContext = field(default_factory=PlacementContext)  # who sits beside whom
 
     def __post_init__(self) -> None:
         self.by_class = [
@@ -109,12 +111,15 @@ class ObjectLibrary:
             dtype="uint16" if "uint16" in dtypes else "uint8",
             channels=max(channels),
             noise_sigma=float(np.median(sigmas)),
+            context=_context(ds, class_of),
         )
         return library, sources
 
     def content_hash(self) -> str:
-        """sha256 over every object's pixels, mask and metadata."""
+        """sha256 over every object's pixels, mask and metadata, and the placement context."""
         digest = hashlib.sha256("|".join(self.class_names).encode())
+        digest.update(repr(sorted(self.context.anchor.items())).encode())
+        digest.update(repr(sorted(self.context.gaps.items())).encode())
         for o in self.objects:
             digest.update(np.array([o.object_id, o.class_id, o.image_id, o.area], np.int64))
             digest.update(o.pixels.tobytes())
@@ -210,6 +215,21 @@ def _cut(
         background_level=float(np.median(around)),
         area=int(mask.sum()),
     )
+
+
+def _context(ds: CocoDataset, class_of: dict[int, int]) -> PlacementContext:
+    """The placement context of the kept annotations (context.py)."""
+    by_image = ds.annotations_by_image()
+    images = [
+        [(class_of[a["category_id"]], tuple(a["bbox"])) for a in by_image[image["id"]]]
+        for image in ds.images
+    ]
+    areas: dict[int, list[float]] = {}
+    for objects in images:
+        for cls, (_, _, w, h) in objects:
+            areas.setdefault(cls, []).append(w * h)
+    medians = {cls: float(np.median(values)) for cls, values in areas.items()}
+    return learn_context(images, medians)
 
 
 def _noise_sigma(pixels: np.ndarray, annotated: np.ndarray) -> float:

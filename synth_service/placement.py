@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from synth_service.context import beside
 from synth_service.library import ObjectLibrary
 from synth_service.recipe import BlendMode, LabelMode, Recipe
 
@@ -88,10 +90,14 @@ def draw_placement(
     class_id: int,
     canvas_hw: tuple[int, int],
     u: np.ndarray,
+    placed: Sequence[tuple[int, tuple[int, int, int, int]]] = (),
 ) -> Placement | None:
     """Object of class_id, transformed and placed by PLACEMENT_DRAWS uniforms in u; None if
     it cannot be placed. Taking pre-drawn uniforms keeps the per-object cost in plain Python
-    arithmetic instead of a dozen generator calls."""
+    arithmetic instead of a dozen generator calls.
+
+    `placed` holds the (class id, bounds) of the objects placed so far: with the recipe's
+    context_probability the object goes beside one of its anchor class (context.py)."""
     u0, u1, u2, u3, u4, u5, u6, u7, u8 = u.tolist()
     members = library.by_class[class_id]
     object_index = int(members[min(int(u0 * len(members)), len(members) - 1)])
@@ -131,14 +137,26 @@ def draw_placement(
     if bw == 0:
         return None
     height, width = canvas_hw
-    if u6 < recipe.border_truncation:
-        top = -(out_h // 2) + int(u7 * height)
-        left = -(out_w // 2) + int(u8 * width)
-    elif out_h <= height and out_w <= width:
-        top = int(u7 * (height - out_h + 1))
-        left = int(u8 * (width - out_w + 1))
+    p = recipe.context_probability if class_id in library.context.anchor else 0.0
+    near = [b for c, b in placed if c == library.context.anchor[class_id]] if p > 0 else []
+    if near and u6 < p:
+        # Beside a placed anchor: u6 / p picks which, u7 the gap, u8 the direction.
+        gaps = library.context.gaps[class_id]
+        anchor = near[min(int(u6 / p * len(near)), len(near) - 1)]
+        gap = gaps[min(int(u7 * len(gaps)), len(gaps) - 1)]
+        x, y = beside(anchor, (bw, bh), gap, 2 * math.pi * u8)
+        top, left = round(y) - by, round(x) - bx
     else:
-        return None
+        if p > 0:  # the rest of u6's range, stretched back over [0, 1)
+            u6 = (u6 - p) / (1 - p) if u6 >= p else u6 / p
+        if u6 < recipe.border_truncation:
+            top = -(out_h // 2) + int(u7 * height)
+            left = -(out_w // 2) + int(u8 * width)
+        elif out_h <= height and out_w <= width:
+            top = int(u7 * (height - out_h + 1))
+            left = int(u8 * (width - out_w + 1))
+        else:
+            return None
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + out_h, height), min(left + out_w, width)
     if y1 <= y0 or x1 <= x0:

@@ -71,6 +71,8 @@ def recipe_from_proto(msg: synthesis_pb2.Recipe, base: Recipe) -> Recipe:
         changes["distractor_mean"] = msg.distractors.mean_count
     if msg.label_mode != synthesis_pb2.LABEL_MODE_UNSPECIFIED:
         changes["label_mode"] = LabelMode(msg.label_mode)
+    if msg.HasField("context_probability"):
+        changes["context_probability"] = msg.context_probability
     return dataclasses.replace(base, **changes)
 
 
@@ -84,6 +86,7 @@ def recipe_to_proto(recipe: Recipe) -> synthesis_pb2.Recipe:
         flips=recipe.flips,
         border_truncation=recipe.border_truncation,
         label_mode=int(recipe.label_mode),
+        context_probability=recipe.context_probability,
     )
     if recipe.poisson_mean is not None:
         msg.objects_per_image.poisson_mean = recipe.poisson_mean

@@ -79,6 +79,9 @@ class SynthServer:
             len(self.engine.state.library.objects),
             self.engine.state.library_hash,
         )
+        library = self.engine.state.library
+        if library.context.anchor:
+            log.info("placement context: %s", library.context.describe(library.class_names))
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new calls, give open streams `grace` seconds, clean up."""

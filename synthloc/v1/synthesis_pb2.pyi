@@ -44,7 +44,7 @@ LABEL_MODE_WEAK_SINGLE_CLASS: LabelMode
 LABEL_MODE_WEAK_PRESENCE: LabelMode
 
 class Recipe(_message.Message):
-    __slots__ = ("height", "width", "channels", "dtype", "objects_per_image", "class_weights", "scale", "rotation_deg", "flips", "photometric", "noise", "blur", "blending", "overlap", "border_truncation", "distractors", "label_mode")
+    __slots__ = ("height", "width", "channels", "dtype", "objects_per_image", "class_weights", "scale", "rotation_deg", "flips", "photometric", "noise", "blur", "blending", "overlap", "border_truncation", "distractors", "label_mode", "context_probability")
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class Recipe(_message.Message):
     BORDER_TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     DISTRACTORS_FIELD_NUMBER: _ClassVar[int]
     LABEL_MODE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     height: int
     width: int
     channels: int
@@ -79,7 +80,8 @@ class Recipe(_message.Message):
     border_truncation: float
     distractors: Distractors
     label_mode: LabelMode
-    def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DType, str]] = ..., objects_per_image: _Optional[_Union[ObjectCount, _Mapping]] = ..., class_weights: _Optional[_Union[ClassWeights, _Mapping]] = ..., scale: _Optional[_Union[_common_pb2.Range, _Mapping]] = ..., rotation_deg: _Optional[_Union[_common_pb2.Range, _Mapping]] = ..., flips: _Optional[bool] = ..., photometric: _Optional[_Union[Photometric, _Mapping]] = ..., noise: _Optional[_Union[Noise, _Mapping]] = ..., blur: _Optional[_Union[Blur, _Mapping]] = ..., blending: _Optional[_Iterable[_Union[BlendWeight, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., border_truncation: _Optional[float] = ..., distractors: _Optional[_Union[Distractors, _Mapping]] = ..., label_mode: _Optional[_Union[LabelMode, str]] = ...) -> None: ...
+    context_probability: float
+    def __init__(self, height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., dtype: _Optional[_Union[_common_pb2.DType, str]] = ..., objects_per_image: _Optional[_Union[ObjectCount, _Mapping]] = ..., class_weights: _Optional[_Union[ClassWeights, _Mapping]] = ..., scale: _Optional[_Union[_common_pb2.Range, _Mapping]] = ..., rotation_deg: _Optional[_Union[_common_pb2.Range, _Mapping]] = ..., flips: _Optional[bool] = ..., photometric: _Optional[_Union[Photometric, _Mapping]] = ..., noise: _Optional[_Union[Noise, _Mapping]] = ..., blur: _Optional[_Union[Blur, _Mapping]] = ..., blending: _Optional[_Iterable[_Union[BlendWeight, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., border_truncation: _Optional[float] = ..., distractors: _Optional[_Union[Distractors, _Mapping]] = ..., label_mode: _Optional[_Union[LabelMode, str]] = ..., context_probability: _Optional[float] = ...) -> None: ...
 
 class ObjectCount(_message.Message):
     __slots__ = ("uniform", "poisson_mean")

@@ -27,6 +27,7 @@ def test_proto_round_trip_keeps_every_field() -> None:
         label_mode=LabelMode.WEAK_PRESENCE,
         distractor_mean=1.5,
         flips=False,
+        context_probability=0.7,
     )
     assert recipe_from_proto(recipe_to_proto(recipe), Recipe()) == recipe
     assert recipe_from_proto(recipe_to_proto(recipe), Recipe()).content_hash() == (
@@ -45,6 +46,7 @@ def test_hash_changes_with_any_field() -> None:
     base = Recipe().content_hash()
     assert len(base) == 16
     assert dataclasses.replace(Recipe(), blur_probability=0.21).content_hash() != base
+    assert dataclasses.replace(Recipe(), context_probability=0.5).content_hash() != base
     assert Recipe(class_weights={"nucleus": 1.0}).content_hash() != base
     assert Recipe().content_hash() == base
 
@@ -62,6 +64,7 @@ def test_hash_changes_with_any_field() -> None:
         ({"blending": ((BlendMode.HARD, 0.0),)}, "recipe.blending: needs at least one mode"),
         ({"channels": 2}, "recipe.channels: must be 1 or 3"),
         ({"min_visible_fraction": 1.5}, "recipe.overlap.min_visible_fraction: must be in [0, 1]"),
+        ({"context_probability": -0.1}, "recipe.context_probability: must be in [0, 1]"),
     ],
 )
 def test_validation_names_the_field(changes: dict, message: str) -> None:

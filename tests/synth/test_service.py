@@ -155,6 +155,10 @@ def test_png_encoding_and_masks(stub) -> None:
             {"recipe": synthesis_pb2.Recipe(height=1024, width=1024), "count": 1, "batch_size": 16},
             "batch_size: 16 samples of 1024x1024x1 uint8",
         ),
+        (
+            {"recipe": synthesis_pb2.Recipe(context_probability=1.5), "count": 1},
+            "recipe.context_probability: must be in [0, 1], got 1.5",
+        ),
         ({"count": 1, "batch_size": 0}, "batch_size: must be > 0"),
         ({"count": 1, "shard_index": 2, "num_shards": 2}, "shard_index: 2 must be < num_shards"),
         ({}, "count: set count (> 0) or endless = true"),
