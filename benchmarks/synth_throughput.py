@@ -1,7 +1,7 @@
 """Synthesis throughput: compose speed per core, memory-copy bound, and stream efficiency.
 
     .venv/bin/python benchmarks/synth_throughput.py [--library TRAIN.json] [--rounds 5]
-        [--compose-only] [--cost-model]
+        [--compose-only] [--cost-model] [--versus RECIPE.json]
 
 Measured side by side in one run, each figure the median over --rounds rounds:
 1. compose: images/s on one core (OpenCV pinned to one thread, as in the service's
@@ -10,6 +10,9 @@ Measured side by side in one run, each figure the median over --rounds rounds:
 3. stream: images/s a Python client receives over loopback gRPC from a replica with W
    workers, divided by images/s of the same batches composed in-process by W processes;
 4. bytes per sample on the wire, RAW and PNG.
+
+With --versus, each compose round also composes with that recipe (synthloc.v1.Recipe JSON
+over the default), alternating, and reports its rate and its ratio to the default's.
 
 With --cost-model, instead: compose time at a fixed number of objects (0, 10, 20, 40; the
 slope is the cost of one object, the intercept the cost of a sample's canvas), the patch
@@ -35,10 +38,12 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from synth_service.compose import compose
 from synth_service.engine import StreamPlan
 from synth_service.recipe import Recipe
+from synth_service.recipe_proto import recipe_from_proto
 from synth_service.server import create_server
 from synth_service.settings import SynthSettings
 from synth_service.state import SynthState
@@ -141,11 +146,16 @@ def main() -> int:
     parser.add_argument(
         "--cost-model", action="store_true", help="fixed and per-object cost (see above)"
     )
+    parser.add_argument("--versus", type=Path, help="a recipe to compose beside the default")
     args = parser.parse_args()
 
     cv2.setNumThreads(1)  # per core: OpenCV must not spread one compose over several threads
     state = SynthState.build(args.library)
     recipe = Recipe(channels=state.library.channels)
+    versus = None
+    if args.versus:
+        msg = json_format.Parse(args.versus.read_text(), synthesis_pb2.Recipe())
+        versus = recipe_from_proto(msg, recipe)
     rates: dict[str, list[float]] = {}
     sizes: dict[str, int] = {}
 
@@ -163,6 +173,8 @@ def main() -> int:
     if args.compose_only:
         for r in range(args.rounds):
             record(compose_round(state, recipe, args.images // 2, r * 1000))
+            if versus is not None:
+                record({"versus": compose_rate(state, versus, args.images // 2, r * 1000)})
         return report(rates, sizes, args)
     batch, count = 16, args.images
     request = synthesis_pb2.StreamBatchesRequest(seed=1, count=count, batch_size=batch)
@@ -207,6 +219,14 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
         "copy_bound_uint8_image_per_s": round(med["copy_u8"]),
         "compose_vs_copy_bound": round(med["compose"] / med["copy_f32"], 4),
     }
+    if "versus" in med:
+        result["versus_images_per_s_per_core"] = round(med["versus"], 1)
+        result["versus_over_default"] = round(
+            statistics.median(
+                a / b for a, b in zip(rates["versus"], rates["compose"], strict=True)
+            ),
+            3,
+        )
     if "stream" in med:
         result |= {
             "stream_images_per_s": round(med["stream"], 1),
