@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth_service.context import box_gap, learn_context
+from synth_service.context import box_gap, boxes_by_image, learn_context, median_areas
 from synthloc.coco import CocoDataset, subsample_annotations
 from synthloc.datasets.fetch import default_root
 
@@ -32,13 +32,8 @@ def main() -> int:
     if args.annotated_fraction < 1.0:
         ds = subsample_annotations(ds, args.annotated_fraction, 0)
     names = {c["id"]: c["name"] for c in ds.categories}
-    by_image = ds.annotations_by_image()
-    images = [[(a["category_id"], tuple(a["bbox"])) for a in by_image[i["id"]]] for i in ds.images]
-    areas: dict[int, list[float]] = {}
-    for objects in images:
-        for cls, (_, _, w, h) in objects:
-            areas.setdefault(cls, []).append(w * h)
-    medians = {cls: float(np.median(v)) for cls, v in areas.items()}
+    images = boxes_by_image(ds, {i: i for i in names})  # category ids as they are
+    medians = median_areas(images)
     for cls in sorted(medians):
         gaps = [
             min(

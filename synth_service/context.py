@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from synthloc.coco import CocoDataset
+
 RADIUS_PX = 16.0  # a neighbour farther than this (box to box) is not context
 MIN_PAIRS = 5  # fewer observed pairs than this teach nothing reliable
 
@@ -45,6 +47,30 @@ def box_gap(a: Box, b: Box) -> float:
     dx = max(0.0, max(a[0] - (b[0] + b[2]), b[0] - (a[0] + a[2])))
     dy = max(0.0, max(a[1] - (b[1] + b[3]), b[1] - (a[1] + a[3])))
     return math.hypot(dx, dy)
+
+
+def boxes_by_image(ds: CocoDataset, class_of: dict[int, int]) -> list[list[tuple[int, Box]]]:
+    """The (class, box) of every annotation, image by image; class_of maps category ids."""
+    by_image = ds.annotations_by_image()
+    return [
+        [(class_of[a["category_id"]], tuple(a["bbox"])) for a in by_image[image["id"]]]
+        for image in ds.images
+    ]
+
+
+def median_areas(images: list[list[tuple[int, Box]]]) -> dict[int, float]:
+    """Median box area per class."""
+    areas: dict[int, list[float]] = defaultdict(list)
+    for objects in images:
+        for cls, (_, _, w, h) in objects:
+            areas[cls].append(w * h)
+    return {cls: float(np.median(values)) for cls, values in areas.items()}
+
+
+def learn_from_coco(ds: CocoDataset, class_of: dict[int, int]) -> PlacementContext:
+    """The placement context of a dataset's (kept) annotations."""
+    images = boxes_by_image(ds, class_of)
+    return learn_context(images, median_areas(images))
 
 
 def learn_context(

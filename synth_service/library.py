@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from synth_service.context import PlacementContext, learn_context
+from synth_service.context import PlacementContext, learn_from_coco
 from synth_service.intensity import normalize_intensity
 from synthloc.coco import CocoDataset, segmentation_to_mask, subsample_annotations
 from synthloc.errors import FailedPrecondition
@@ -111,7 +111,7 @@ class ObjectLibrary:
             dtype="uint16" if "uint16" in dtypes else "uint8",
             channels=max(channels),
             noise_sigma=float(np.median(sigmas)),
-            context=_context(ds, class_of),
+            context=learn_from_coco(ds, class_of),
         )
         return library, sources
 
@@ -215,21 +215,6 @@ def _cut(
         background_level=float(np.median(around)),
         area=int(mask.sum()),
     )
-
-
-def _context(ds: CocoDataset, class_of: dict[int, int]) -> PlacementContext:
-    """The placement context of the kept annotations (context.py)."""
-    by_image = ds.annotations_by_image()
-    images = [
-        [(class_of[a["category_id"]], tuple(a["bbox"])) for a in by_image[image["id"]]]
-        for image in ds.images
-    ]
-    areas: dict[int, list[float]] = {}
-    for objects in images:
-        for cls, (_, _, w, h) in objects:
-            areas.setdefault(cls, []).append(w * h)
-    medians = {cls: float(np.median(values)) for cls, values in areas.items()}
-    return learn_context(images, medians)
 
 
 def _noise_sigma(pixels: np.ndarray, annotated: np.ndarray) -> float:
