@@ -1,7 +1,8 @@
 """Two checkouts of the inference service side by side: overhead, latency and throughput.
 
     .venv/bin/python benchmarks/infer_compare.py --model model.onnx \\
-        --arm old=/work/main --arm new=. [--rounds 5] [--seconds 3]
+        --arm old=/work/main --arm new=. [--rounds 5] [--seconds 3] \\
+        [--arm-args old='--pad-batches off']
 
 Each arm's servers run as their own processes (`synthloc infer serve` with PYTHONPATH set to
 the arm's checkout), so the load generator never shares a GIL with a server and both arms run
@@ -10,6 +11,7 @@ under the same machine load: rounds alternate between the arms, medians are repo
     ONNX Runtime call on the same prepared tensor in this process with the service's session
     options, also as a ratio; PNG decoding of the same image on its own;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
+Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off.
 Beside them, `echo_p50_ms`: the same call to benchmarks/echo_server.py, which answers at once,
 the transport floor any Python gRPC service pays on this machine.
 With --device cuda the servers run with `--device cuda --require-gpu` and the direct call
@@ -90,10 +92,17 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--arm", action="append", required=True, help="NAME=CHECKOUT")
     parser.add_argument("--serve-args", default="", help="extra `infer serve` flags, all arms")
+    parser.add_argument(
+        "--arm-args",
+        action="append",
+        default=[],
+        help="NAME=FLAGS: extra `infer serve` flags for one arm (e.g. off='--pad-batches off')",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed load first")
     parser.add_argument(
         "--score-threshold", type=float, help="ask for it (low: many detections to answer)"
     )
@@ -104,6 +113,9 @@ def main() -> int:
     if args.device == "cuda":
         serve_args.append("--require-gpu")
     arms = dict(arm.split("=", 1) for arm in args.arm)
+    arm_args = dict(flags.split("=", 1) for flags in args.arm_args)
+    if unknown := set(arm_args) - set(arms):
+        parser.error(f"--arm-args names arms not given with --arm: {sorted(unknown)}")
     image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
@@ -125,10 +137,13 @@ def main() -> int:
         try:
             for name, checkout in arms.items():
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
-                    proc, stubs[name, mode] = start_server(Path(checkout), repo, batch, serve_args)
+                    extra = [*serve_args, *arm_args.get(name, "").split()]
+                    proc, stubs[name, mode] = start_server(Path(checkout), repo, batch, extra)
                     procs.append(proc)
             proc, echo = start_echo()
             procs.append(proc)
+            for stub in stubs.values():  # each server meets the load's shapes once, untimed
+                throughput(stub, request, args.concurrency, args.warmup_seconds)
             for _ in range(args.rounds):
                 # Direct calls and every arm's calls alternate one by one, so all of them see
                 # the same machine load.

@@ -6,9 +6,11 @@
 For each provider (the CUDA provider exactly as the service configures it: cuDNN's heuristic
 convolution search and the service's session options), and each batch of 512x512 images
 prepared by the service's own preprocessing: p50 and p99 of one run (inputs copied in and
-outputs out, as in serving), and images/s over back-to-back runs. The providers run one after
-the other in one process, so their figures compare. Written for the device machine (see
-benchmarks/gpu/device.sh); with `--providers cpu` it runs anywhere.
+outputs out, as in serving), and images/s over back-to-back runs. Then batches whose shape
+(batch size, image size) changes from run to run, as a dynamic batcher forms them, on one
+session and padded to powers of two with a session per shape (`infer serve --pad-batches`).
+The providers run one after the other in one process, so their figures compare. Written for
+the device machine (see benchmarks/gpu/device.sh); with `--providers cpu` it runs anywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from infer_service.localizer import OnnxLocalizer
+from infer_service.localizer import OnnxLocalizer, batch_buckets
 from infer_service.repository import providers_for, session_options
 
 _DEVICES = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -64,6 +66,42 @@ def measure(localizer: OnnxLocalizer, batch: np.ndarray, repeats: int) -> dict[s
     }
 
 
+# What a dynamic batcher forms under uneven load from images of three sizes: (batch, side).
+MIXED = ((8, 512), (5, 512), (3, 768), (8, 768), (2, 384), (7, 512), (1, 768), (6, 384))
+
+
+def measure_mixed(localizer: OnnxLocalizer, repeats: int) -> dict:
+    """Batches whose shape changes from run to run (MIXED, cycled): p50/p99 of one run and
+    images/s; and the median first run of each shape, untimed otherwise (with a session per
+    shape, that run makes the session)."""
+    rng = np.random.default_rng(0)
+    prepared = {
+        side: localizer.prepare(rng.integers(0, 256, (side, side), dtype=np.uint8))
+        for _, side in MIXED
+    }
+    batches = [np.stack([prepared[side]] * size) for size, side in MIXED]
+    first = []
+    for batch in batches:
+        start = time.perf_counter()
+        localizer.run(batch)
+        first.append(time.perf_counter() - start)
+    times, images = [], 0
+    began = time.perf_counter()
+    for i in range(repeats):
+        batch = batches[i % len(batches)]
+        start = time.perf_counter()
+        localizer.run(batch)
+        times.append(time.perf_counter() - start)
+        images += batch.shape[0]
+    elapsed = time.perf_counter() - began
+    return {
+        "p50_ms": round(1000 * statistics.median(times), 3),
+        "p99_ms": round(1000 * float(np.percentile(times, 99)), 3),
+        "images_per_s": round(images / elapsed, 1),
+        "first_run_p50_ms": round(1000 * statistics.median(first), 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -95,6 +133,14 @@ def main() -> int:
             figures = measure(localizer, np.stack([prepared] * size), args.repeats)
             result["runs"][f"{device}_batch{size}"] = figures
             print(f"{device:5s} batch {size:3d}  {figures}", flush=True)
+        # Varying shapes on one session, then batches padded to powers of two with a session
+        # per shape, as `infer serve --pad-batches` runs them.
+        for name in ("mixed_one_session", "mixed_padded"):
+            if name == "mixed_padded":
+                localizer.session_per_shape(batch_buckets(max(size for size, _ in MIXED)))
+            figures = measure_mixed(localizer, args.repeats)
+            result["runs"][f"{device}_{name}"] = figures
+            print(f"{device:5s} {name:18s} {figures}", flush=True)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -91,6 +91,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed load first")
     parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path)
@@ -123,6 +124,8 @@ def main() -> int:
         try:
             for url, proc in zip(targets.values(), procs, strict=True):
                 wait_ready(url, "det", proc)
+            for url in targets.values():  # every server meets the load once, untimed
+                load(url, "det", args.warmup_seconds, args.concurrency)
             figures: dict[str, list[float]] = {}
             for _ in range(args.rounds):
                 for name, url in targets.items():

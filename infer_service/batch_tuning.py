@@ -19,6 +19,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
+from infer_service.localizer import batch_buckets
+
 
 @dataclass
 class _Costs:
@@ -36,8 +38,7 @@ class BatchSizeTuner:
     def __init__(
         self, max_batch_size: int, explore_every: int = 32, window: int = 5, margin: float = 0.15
     ) -> None:
-        top = max(max_batch_size, 1)
-        self.sizes = tuple(sorted({min(1 << i, top) for i in range(top.bit_length() + 1)}))
+        self.sizes = batch_buckets(max_batch_size)
         self.explore_every, self.window, self.margin = max(explore_every, 2), window, margin
         # Keyed by the localizer, so an unloaded model's measurements go with it.
         self._costs: weakref.WeakKeyDictionary[object, dict[tuple, _Costs]] = (

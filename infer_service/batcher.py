@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from infer_service.batch_tuning import BatchSizeTuner
+from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import LoadedModel
 from synthloc.errors import DeadlineExceeded, ResourceExhausted
 
@@ -38,6 +39,17 @@ class _Item:
     deadline: float | None  # time.monotonic() seconds
     enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
+
+
+def _batch_of(images: list[np.ndarray], localizer: OnnxLocalizer) -> np.ndarray:
+    """The images as one batch, padded with zero images to the size the localizer runs."""
+    size = localizer.padded_batch_size(len(images))
+    if size == len(images) == 1:
+        return images[0][None]  # a view: stacking copied it (0.5 ms at 512x512)
+    batch = np.empty((size, *images[0].shape), images[0].dtype)
+    np.stack(images, out=batch[: len(images)])
+    batch[len(images) :] = 0
+    return batch
 
 
 @dataclass(frozen=True)
@@ -175,9 +187,7 @@ class DynamicBatcher:
     def _run(self, items: list[_Item], started: float) -> None:
         model = items[0].model
         try:
-            # A lone image runs as a view with a batch axis: stacking copied it (0.5 ms at 512²).
-            images = [item.image for item in items]
-            batch = images[0][None] if len(images) == 1 else np.stack(images)
+            batch = _batch_of([item.image for item in items], model.localizer)
             run_started = time.monotonic()
             outputs = model.localizer.run(batch)
         except Exception as exc:  # delivered to every waiting request, which maps it

@@ -38,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-batch-size", type=int)
     serve.add_argument("--max-queue-delay-ms", type=float)
     serve.add_argument(
+        "--pad-batches",
+        choices=["auto", "on", "off"],
+        help="pad batches to powers of two, a session per input shape (default auto: on CUDA)",
+    )
+    serve.add_argument("--max-sessions", type=int, help="sessions per model with --pad-batches")
+    serve.add_argument(
         "--tune-batch-size",
         action=argparse.BooleanOptionalAction,
         help="cap batches at the size measured cheapest per image (default on)",

@@ -20,6 +20,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
 )
 
 from infer_service.postprocess import Detection, crop_to_image, decode_outputs
+from infer_service.sessions import ShapeSessions
 from synthloc.errors import InvalidInput, NotFound
 from synthloc.modelcard import METADATA_KEY, ModelCard
 from synthloc.preprocess import match_channels, normalize_into, percentile_normalize
@@ -77,6 +78,12 @@ def _check_graph(session: ort.InferenceSession, card: ModelCard, path: Path) -> 
 BUCKETS = (256, 384, 512, 768, 1024, 1536, 2048)
 
 
+def batch_buckets(max_batch_size: int) -> tuple[int, ...]:
+    """Powers of two below max_batch_size, and max_batch_size itself: 8 -> (1, 2, 4, 8)."""
+    top = max(max_batch_size, 1)
+    return tuple(sorted({min(1 << i, top) for i in range(top.bit_length() + 1)}))
+
+
 def bucket(side: int, divisor: int) -> int:
     """The padded length of an image side: the smallest bucket that holds it, else a multiple
     of 1024. A few fixed shapes keep ONNX Runtime (and cuDNN) from planning, and caching
@@ -101,22 +108,52 @@ class OnnxLocalizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise NotFound(f"{self.path}: no such ONNX model file")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path),
-                sess_options=session_options,
-                providers=list(providers or DEFAULT_PROVIDERS),
-            )
-        except _LOAD_ERRORS as exc:
-            raise InvalidInput(f"{self.path}: not a loadable ONNX model ({exc})") from exc
+        self._providers = list(providers or DEFAULT_PROVIDERS)
+        self._options = session_options
+        # Sessions made later (session_per_shape) load these bytes, not a file that a new
+        # version may have replaced or removed by then.
+        self._model = self.path.read_bytes()
+        self.session = self._new_session()
         self.card = _card_of(self.session, self.path)
         _check_graph(self.session, self.card, self.path)
         self.output_names = OUTPUT_NAMES[self.card.task]
+        self._pool: ShapeSessions | None = None  # a session per input shape, or one for all
+
+    def _new_session(self) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(
+                self._model, sess_options=self._options, providers=self._providers
+            )
+        except _LOAD_ERRORS as exc:
+            raise InvalidInput(f"{self.path}: not a loadable ONNX model ({exc})") from exc
+
+    def session_per_shape(self, batch_sizes: Sequence[int], max_sessions: int = 16) -> None:
+        """From now on pad each batch with zero images to the next of `batch_sizes` (split a
+        larger one), and run each input shape on a session of its own (infer_service.sessions:
+        the CUDA provider re-plans its convolutions whenever the shape changes). Outputs are
+        cut back to the batch's own images."""
+        self._pool = ShapeSessions(
+            self._new_session, batch_sizes, max_sessions, self.session, str(self.path)
+        )
 
     @property
     def provider(self) -> str:
         """The execution provider ONNX Runtime actually runs this model on."""
         return self.session.get_providers()[0]
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes run (session_per_shape), or () when any size runs as it comes."""
+        return self._pool.batch_sizes if self._pool else ()
+
+    @property
+    def session_shapes(self) -> list[tuple[int, ...]]:
+        """The input shapes with a session of their own, least recently used first."""
+        return self._pool.shapes if self._pool else []
+
+    def padded_batch_size(self, count: int) -> int:
+        """The batch size `count` images run as."""
+        return self._pool.batch_size(count) if self._pool else count
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """HW/HWC image of any dtype -> normalised float32 CHW, padded bottom/right to the divisor.
@@ -167,8 +204,20 @@ class OnnxLocalizer:
                 f"expected a float32 batch [B, {channels}, H, W] with H, W multiples of {step}, "
                 f"got {batch.dtype} {list(batch.shape)}"
             )
-        values = self.session.run(list(self.output_names), {"image": batch})
-        return dict(zip(self.output_names, values, strict=True))
+        names = list(self.output_names)
+        if self._pool is None:
+            return dict(zip(names, self.session.run(names, {"image": batch}), strict=True))
+        count, largest = batch.shape[0], self._pool.batch_sizes[-1]
+        if count > largest:
+            parts = [self.run(batch[i : i + largest]) for i in range(0, count, largest)]
+            return {name: np.concatenate([part[name] for part in parts]) for name in names}
+        size = self._pool.batch_size(count)
+        if size > count:
+            padded = np.zeros((size, *batch.shape[1:]), np.float32)
+            padded[:count] = batch
+            batch = padded
+        values = self._pool.session(batch.shape).run(names, {"image": batch})
+        return {name: value[:count] for name, value in zip(names, values, strict=True)}
 
     def predict(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
         """Detections in the image's own pixel coordinates (HW/HWC, any dtype)."""

@@ -25,6 +25,7 @@ from synthloc.errors import FailedPrecondition, NotFound, SynthlocError
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
+PAD_BATCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,9 @@ class ModelRepository:
         keep_versions: int = 2,
         require_gpu: bool = False,
         threads: int = 0,
+        pad_batches: str = "auto",
+        batch_sizes: tuple[int, ...] = (1,),
+        max_sessions: int = 16,
     ) -> None:
         if not root.is_dir():
             raise NotFound(
@@ -143,6 +147,17 @@ class ModelRepository:
         self.root, self.device = root, device
         self.keep_versions, self.require_gpu = max(keep_versions, 1), require_gpu
         self.threads = threads
+        if pad_batches not in PAD_BATCHES:
+            raise FailedPrecondition(
+                f"pad_batches must be one of {', '.join(PAD_BATCHES)} (flag --pad-batches, "
+                f"env SYNTHLOC_INFER_PAD_BATCHES), got {pad_batches!r}"
+            )
+        if max_sessions < 1:
+            raise FailedPrecondition(
+                f"max_sessions must be at least 1 (flag --max-sessions), got {max_sessions}"
+            )
+        self.pad_batches, self.batch_sizes = pad_batches, batch_sizes
+        self.max_sessions = max_sessions
         self._models: dict[str, dict[str, LoadedModel]] = {}
         self._failed: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()  # one scan at a time; readers never wait
@@ -166,8 +181,10 @@ class ModelRepository:
                     loaded = self._load(model_dir.name, version_dir, current)
                     if loaded is not None:
                         if current.get(model_dir.name, {}).get(loaded.version) is not loaded:
+                            sizes = loaded.localizer.batch_sizes
+                            fixed = f", a session per shape, batches of {sizes}" if sizes else ""
                             changes.append(
-                                f"loaded {loaded.name}/{loaded.version} on {loaded.provider}"
+                                f"loaded {loaded.name}/{loaded.version} on {loaded.provider}{fixed}"
                             )
                         kept[loaded.version] = loaded
                 if kept:
@@ -197,6 +214,10 @@ class ModelRepository:
                     f"{path}: runs on {localizer.provider}, and --require-gpu is set; check "
                     "the CUDA and cuDNN libraries ONNX Runtime needs"
                 )
+            if self.pad_batches == "on" or (
+                self.pad_batches == "auto" and localizer.provider == "CUDAExecutionProvider"
+            ):
+                localizer.session_per_shape(self.batch_sizes, self.max_sessions)
             self._warm(localizer)
         except FailedPrecondition:
             raise
@@ -211,9 +232,10 @@ class ModelRepository:
 
     @staticmethod
     def _warm(localizer: OnnxLocalizer) -> None:
-        """One run, so the first request does not pay for session initialisation."""
+        """One run per session, so the first request does not pay for its initialisation."""
         card = localizer.card
-        localizer.run(np.zeros((1, card.input_channels, 256, 256), np.float32))
+        for size in localizer.batch_sizes or (1,):
+            localizer.run(np.zeros((size, card.input_channels, 256, 256), np.float32))
 
     def list(self) -> list[LoadedModel]:
         """Every loaded version, by model name then newest version first."""

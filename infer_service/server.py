@@ -16,6 +16,7 @@ from infer_service.batcher import DynamicBatcher
 from infer_service.engine import LocalizationEngine
 from infer_service.kserve import SERVICE_NAME as KSERVE_SERVICE
 from infer_service.kserve import KServeServicer, add_kserve_to_server
+from infer_service.localizer import batch_buckets
 from infer_service.metrics import InferMetrics
 from infer_service.repository import ModelRepository
 from infer_service.servicer import SERVICE_NAME, LocalizationServicer
@@ -40,6 +41,9 @@ class InferServer:
             settings.keep_versions,
             settings.require_gpu,
             settings.onnx_threads,
+            settings.pad_batches,
+            batch_buckets(settings.max_batch_size),
+            settings.max_sessions,
         )
         changes = self.repository.scan()
         if not self.repository.list():

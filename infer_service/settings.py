@@ -32,6 +32,14 @@ class InferSettings:
     max_queue_delay_ms: float = 0.0
     """How long the first request of a batch waits for company (0: never; a free worker takes
     what is queued at once, so batches still form under load)."""
+    pad_batches: str = "auto"
+    """auto (on the CUDA provider), on or off: pad every batch with zero images to a power of
+    two up to max_batch_size and run each input shape on its own ONNX Runtime session. The
+    CUDA provider re-plans its convolutions whenever the input shape changes (infer_service.
+    sessions); on a CPU this only adds the padding's work."""
+    max_sessions: int = 16
+    """With pad_batches, sessions kept per model version (one per batch and image shape);
+    the least recently used goes beyond it."""
     tune_batch_size: bool = True
     """Form batches no larger than the size measured cheapest per image (on CPUs often 1)."""
     max_queue_size: int = 64

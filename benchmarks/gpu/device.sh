@@ -6,7 +6,8 @@
 # points the loader at the CUDA and cuDNN libraries of the device's nvidia-* packages, and
 # measures, writing under $OUT (each step goes on if an earlier one failed):
 #   ort_gpu.json     ONNX Runtime alone, CUDA and CPU providers, batch 1/8/32 (infer_gpu.py)
-#   service_gpu.json the service on CUDA: overhead, batched vs unbatched (infer_compare.py)
+#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, batches padded or
+#                    not (infer_compare.py)
 #   kserve_gpu.json  the service vs KServe's ModelServer, both on CUDA (kserve_side_by_side.py)
 # DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine.
 set -uo pipefail
@@ -53,7 +54,10 @@ providers=(cuda cpu)
 python3 benchmarks/infer_gpu.py --model "$model" --providers "${providers[@]}" \
   --json "$OUT/ort_gpu.json" \
   2>&1 | tee "$OUT/ort_gpu.log"
-python3 benchmarks/infer_compare.py --model "$model" --arm gpu=. --device "$DEVICE" \
+# Two arms of this checkout: batches padded to powers of two with a session per size (the
+# default on CUDA) and varying batch shapes on one session, as before --pad-batches.
+python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm plain=. \
+  --arm-args plain='--pad-batches off' --device "$DEVICE" \
   --rounds "${ROUNDS:-3}" --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$OUT/service_gpu.log"
 # KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.

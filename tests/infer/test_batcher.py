@@ -38,6 +38,9 @@ class GatedLocalizer:
         self.computing -= 1
         return {"echo": batch.copy()}
 
+    def padded_batch_size(self, count: int) -> int:
+        return count
+
 
 class CostlyLocalizer:
     """Runs sleep `seconds(batch_size)`: a device whose cost per image we choose."""
@@ -48,6 +51,9 @@ class CostlyLocalizer:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         time.sleep(self.seconds(len(batch)))
         return {"echo": batch.copy()}
+
+    def padded_batch_size(self, count: int) -> int:
+        return count
 
 
 def _model(localizer: object) -> LoadedModel:
@@ -214,3 +220,38 @@ def test_batcher_under_load_stops_batching_when_batches_cost_more_per_image() ->
     late = Counter(sizes[len(sizes) // 2 :])
     assert late.most_common(1)[0][0] == 1, sizes
     assert sum(sizes) == 64
+
+
+class PaddingLocalizer(CostlyLocalizer):
+    """Runs batches of 1 and 4 only, as a localizer with a session per shape does."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda _n: 0.0)
+        self.batches: list[np.ndarray] = []
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.batches.append(batch.copy())
+        return super().run(batch)
+
+    def padded_batch_size(self, count: int) -> int:
+        return 1 if count == 1 else 4
+
+
+def test_a_batch_is_padded_with_zero_images_to_the_localizers_size() -> None:
+    localizer = PaddingLocalizer()
+    sizes: list[int] = []
+    batcher = DynamicBatcher(
+        max_batch_size=3,
+        max_queue_delay=60.0,  # the batch closes when its third request comes
+        tune_batch_size=False,
+        on_batch=lambda _m, _v, n: sizes.append(n),
+    )
+    try:
+        futures = [batcher.submit(_model(localizer), _image(v), None) for v in (1, 2, 3)]
+        results = [f.result(timeout=10) for f in futures]
+    finally:
+        batcher.stop()
+    assert [b.shape for b in localizer.batches] == [(4, *SHAPE)]
+    assert [float(b.max()) for b in localizer.batches[0]] == [1.0, 2.0, 3.0, 0.0]
+    assert sizes == [3] and [r.batch_size for r in results] == [3, 3, 3]
+    assert [float(r.outputs["echo"].max()) for r in results] == [1.0, 2.0, 3.0]

@@ -158,11 +158,13 @@ def test_list_models_and_hot_reload(served, repo: Path) -> None:
     }
 
 
-def test_dynamic_batching_forms_batches_under_load(repo: Path) -> None:
+@pytest.mark.parametrize("pad_batches", ["auto", "on"])
+def test_dynamic_batching_forms_batches_under_load(repo: Path, pad_batches: str) -> None:
     # This model computes in microseconds: without a queue delay, requests would share a batch
     # only when they happen to arrive during one (test_batcher shows that with a gated model).
     # The tuner is off: it would first try batches of one (test_batcher covers it too).
-    server = _start(repo, tune_batch_size=False, max_queue_delay_ms=20.0)
+    # "on" pads each batch to a power of two, a session per shape (auto: only on CUDA).
+    server = _start(repo, tune_batch_size=False, max_queue_delay_ms=20.0, pad_batches=pad_batches)
     results = []
     start = threading.Barrier(24)
 
@@ -179,6 +181,10 @@ def test_dynamic_batching_forms_batches_under_load(repo: Path) -> None:
             t.join()
     server.stop(grace=1)
     assert len(results) == 24 and all(len(r.detections) == 1 for r in results)
+    boxes = {(d.box.x, d.box.y, d.box.width, d.box.height) for r in results for d in r.detections}
+    assert boxes == {EXPECTED_BOX}
+    shapes = server.repository.get("nuclei").localizer.session_shapes
+    assert {shape[0] for shape in shapes} == ({1, 2, 4, 8} if pad_batches == "on" else set())
     histogram = server.metrics.batch_size.labels("nuclei")
     total = sum(s.value for s in histogram.collect()[0].samples if s.name.endswith("_sum"))
     count = sum(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
