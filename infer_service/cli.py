@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--max-sessions", type=int, help="sessions per model with --pad-batches")
     serve.add_argument(
+        "--warm-sizes", help="image sides warmed at load, e.g. 256,512 (default 256)"
+    )
+    serve.add_argument(
         "--tune-batch-size",
         action=argparse.BooleanOptionalAction,
         help="cap batches at the size measured cheapest per image (default on)",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from infer_service.localizer import OnnxLocalizer
+from infer_service.localizer import OnnxLocalizer, bucket
 from synthloc.errors import FailedPrecondition, NotFound, SynthlocError
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,20 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     return options
 
 
+def warm_sides(text: str) -> tuple[int, ...]:
+    """The `warm_sizes` setting ("256,512") as image sides in pixels."""
+    try:
+        sides = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sides = ()
+    if not sides or min(sides) < 1:
+        raise FailedPrecondition(
+            "warm_sizes must be image sides in pixels separated by commas, e.g. 256,512 "
+            f"(flag --warm-sizes, env SYNTHLOC_INFER_WARM_SIZES), got {text!r}"
+        )
+    return sides
+
+
 def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
@@ -139,6 +153,7 @@ class ModelRepository:
         pad_batches: str = "auto",
         batch_sizes: tuple[int, ...] = (1,),
         max_sessions: int = 16,
+        warm_sides: tuple[int, ...] = (256,),
     ) -> None:
         if not root.is_dir():
             raise NotFound(
@@ -157,7 +172,7 @@ class ModelRepository:
                 f"max_sessions must be at least 1 (flag --max-sessions), got {max_sessions}"
             )
         self.pad_batches, self.batch_sizes = pad_batches, batch_sizes
-        self.max_sessions = max_sessions
+        self.max_sessions, self.warm_sides = max_sessions, warm_sides
         self._models: dict[str, dict[str, LoadedModel]] = {}
         self._failed: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()  # one scan at a time; readers never wait
@@ -230,12 +245,14 @@ class ModelRepository:
         self._failed.pop(path, None)
         return LoadedModel(name, version_dir.name, localizer, stamp)
 
-    @staticmethod
-    def _warm(localizer: OnnxLocalizer) -> None:
-        """One run per session, so the first request does not pay for its initialisation."""
+    def _warm(self, localizer: OnnxLocalizer) -> None:
+        """One run per batch size and warm side, so that the first requests of those shapes
+        do not pay for planning (and, with a session per shape, for making the session)."""
         card = localizer.card
-        for size in localizer.batch_sizes or (1,):
-            localizer.run(np.zeros((size, card.input_channels, 256, 256), np.float32))
+        for side in self.warm_sides:
+            padded = bucket(side, card.size_divisor)
+            for size in localizer.batch_sizes or (1,):
+                localizer.run(np.zeros((size, card.input_channels, padded, padded), np.float32))
 
     def list(self) -> list[LoadedModel]:
         """Every loaded version, by model name then newest version first."""

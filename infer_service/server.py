@@ -18,7 +18,7 @@ from infer_service.kserve import SERVICE_NAME as KSERVE_SERVICE
 from infer_service.kserve import KServeServicer, add_kserve_to_server
 from infer_service.localizer import batch_buckets
 from infer_service.metrics import InferMetrics
-from infer_service.repository import ModelRepository
+from infer_service.repository import ModelRepository, warm_sides
 from infer_service.servicer import SERVICE_NAME, LocalizationServicer
 from infer_service.settings import InferSettings
 from synthloc.errors import FailedPrecondition
@@ -44,6 +44,7 @@ class InferServer:
             settings.pad_batches,
             batch_buckets(settings.max_batch_size),
             settings.max_sessions,
+            warm_sides(settings.warm_sizes),
         )
         changes = self.repository.scan()
         if not self.repository.list():

@@ -40,6 +40,10 @@ class InferSettings:
     max_sessions: int = 16
     """With pad_batches, sessions kept per model version (one per batch and image shape);
     the least recently used goes beyond it."""
+    warm_sizes: str = "256"
+    """Image sides (pixels, comma-separated) every loaded model runs once at each batch size
+    before serving, so the first requests of those sizes pay no planning (~0.3 s per shape
+    on a GPU)."""
     tune_batch_size: bool = True
     """Form batches no larger than the size measured cheapest per image (on CPUs often 1)."""
     max_queue_size: int = 64

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from infer_service.localizer import OnnxLocalizer, batch_buckets
-from infer_service.repository import ModelRepository
+from infer_service.repository import ModelRepository, warm_sides
 from infer_service.sessions import ShapeSessions
 from synthloc.errors import FailedPrecondition
 from tests.infer.graphs import analytic_detector, detector_card
@@ -111,3 +111,18 @@ def test_serve_names_a_bad_pad_batches_value(
     assert main([*argv, "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "pad_batches must be one of auto, on, off" in err and "got 'often'" in err
+
+
+def test_each_warm_size_is_run_at_each_batch_size_at_load(tmp_path: Path) -> None:
+    assert warm_sides("256, 500") == (256, 500)
+    repository = _repository(tmp_path, pad_batches="on", batch_sizes=(1, 2), warm_sides=(256, 500))
+    repository.scan()
+    shapes = repository.get("nuclei").localizer.session_shapes
+    # 500 px images are padded to the 512 bucket, so that is the shape warmed.
+    assert sorted(shapes) == [(n, 1, side, side) for n in (1, 2) for side in (256, 512)]
+
+
+@pytest.mark.parametrize("text", ["big", "256,-1", "", "0"])
+def test_a_bad_warm_size_is_named(text: str) -> None:
+    with pytest.raises(FailedPrecondition, match=f"warm_sizes must be image sides.*got {text!r}"):
+        warm_sides(text)
