@@ -151,7 +151,7 @@ class ModelRepository:
         require_gpu: bool = False,
         threads: int = 0,
         pad_batches: str = "auto",
-        batch_sizes: tuple[int, ...] = (1,),
+        batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
         max_sessions: int = 16,
         warm_sides: tuple[int, ...] = (256,),
     ) -> None:

@@ -4,6 +4,7 @@ where the overlay says so."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -197,14 +198,23 @@ def _secret_mount(workload: dict, c: dict, volume: str, secret: str) -> str:
     return mount["mountPath"]
 
 
-def test_tls_component_wires_the_secret_into_the_settings(rendered: dict) -> None:
-    resources = rendered["gpu-tls"]
-    infer = one(resources, "Deployment", "synthloc-infer")
-    c = container(infer, "infer")
-    settings = load_settings(InferSettings, INFER_PREFIX, environ=effective_env(resources, c))
-    path = _secret_mount(infer, c, "tls", "synthloc-infer-tls")
+def _tls_server(
+    resources: list, name: str, settings_cls: type, prefix: str, secret: str
+) -> tuple[dict, dict, Any]:
+    """(workload, container, settings) of a server whose TLS settings point at its mounted
+    `secret` (asserted)."""
+    workload = one(resources, "Deployment", f"synthloc-{name}")
+    c = container(workload, name)
+    settings = load_settings(settings_cls, prefix, environ=effective_env(resources, c))
+    path = _secret_mount(workload, c, "tls", secret)
     assert str(settings.tls_cert) == path + "/tls.crt"
     assert str(settings.tls_key) == path + "/tls.key"
+    return workload, c, settings
+
+
+def test_tls_component_wires_the_secret_into_the_settings(rendered: dict) -> None:
+    resources = rendered["gpu-tls"]
+    infer, _, _ = _tls_server(resources, "infer", InferSettings, INFER_PREFIX, "synthloc-infer-tls")
     assert pod_spec(infer)["securityContext"]["fsGroup"] == RUN_AS  # group-readable Secret
     plain = container(one(rendered["gpu"], "Deployment", "synthloc-infer"), "infer")
     assert not any(e["name"].startswith(INFER_PREFIX + "TLS") for e in plain["env"])
@@ -214,13 +224,10 @@ def test_synth_tls_component_wires_both_ends_and_the_shared_token(
     rendered: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resources = rendered["cpu-synth-tls"]
-    synth = one(resources, "Deployment", "synthloc-synth")
-    c = container(synth, "synth")
-    settings = load_settings(SynthSettings, SYNTH_PREFIX, environ=effective_env(resources, c))
-    path = _secret_mount(synth, c, "tls", "synthloc-synth-tls")
-    assert str(settings.tls_cert) == path + "/tls.crt"
-    assert str(settings.tls_key) == path + "/tls.key"
-    assert str(settings.tls_client_ca) == path + "/ca.crt"  # mutual TLS
+    _, c, settings = _tls_server(
+        resources, "synth", SynthSettings, SYNTH_PREFIX, "synthloc-synth-tls"
+    )
+    assert str(settings.tls_client_ca) == str(settings.tls_cert.parent / "ca.crt")  # mutual TLS
     token = ("synthloc-synth-token", "token")
     assert secret_env(c) == {SYNTH_PREFIX + "AUTH_TOKEN": token}
     assert SYNTH_PREFIX + "AUTH_TOKEN" in env_names(SynthSettings, SYNTH_PREFIX)
