@@ -42,6 +42,7 @@ from google.protobuf import json_format
 
 from synth_service.compose import compose
 from synth_service.engine import StreamPlan
+from synth_service.kernel import library_pack
 from synth_service.recipe import Recipe
 from synth_service.recipe_proto import recipe_from_proto
 from synth_service.server import create_server
@@ -152,6 +153,7 @@ def main() -> int:
     cv2.setNumThreads(1)  # per core: OpenCV must not spread one compose over several threads
     state = SynthState.build(args.library)
     recipe = Recipe(channels=state.library.channels)
+    library_pack(state.library)  # the kernel's copy of the library, as a worker makes at start
     versus = None
     if args.versus:
         msg = json_format.Parse(args.versus.read_text(), synthesis_pb2.Recipe())

@@ -14,9 +14,12 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 # Ubuntu's own Python (3.12 on 24.04); its package versions move with the pinned base image.
+# gcc and the Python headers build the compose kernel (synth_service/kernel/*.c) at
+# `pip install .`; only this stage has them.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc \
+        libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python3 -m venv /opt/venv

@@ -10,6 +10,12 @@ ARG ONNXRUNTIME_VERSION=1.31.1
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
+# gcc builds the compose kernel (synth_service/kernel/*.c) at `pip install .`; only this
+# stage has it. Debian's versions move with the pinned base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./

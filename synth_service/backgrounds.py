@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from synth_service import _kernel
 from synth_service.cleaning import BackgroundSettings, clean_background, clean_images
 from synthloc.errors import FailedPrecondition, InvalidInput
 
@@ -125,17 +126,26 @@ class BackgroundBank:
         ch, cw = min(height, th), min(width, tw)
         y0, x0 = y0 % (th - ch + 1), x0 % (tw - cw + 1)
         top, left = top % (height - ch + 1), left % (width - cw + 1)
-        if transpose:
+        if transpose:  # OpenCV's blocked transpose; the kernel does the rest in one pass
             piece = cv2.transpose(tile[x0 : x0 + cw, y0 : y0 + ch])
         else:
             piece = tile[y0 : y0 + ch, x0 : x0 + cw]
-        if flip % 4:
-            piece = cv2.flip(piece, flip % 4 - 2)  # OpenCV codes -1 (both), 0 (rows), 1 (cols)
-        # OpenCV's copies are several times faster than numpy's reversed or transposed views.
-        canvas = cv2.copyMakeBorder(
-            piece, top, height - ch - top, left, width - cw - left, cv2.BORDER_REFLECT
+        code = flip % 4  # none, both, rows, columns
+        canvas = np.empty((height, width, self.channels), np.float32)
+        _kernel.background(
+            np.ascontiguousarray(piece, np.float32),
+            ch,
+            cw,
+            self.channels,
+            code in (1, 2),
+            code in (1, 3),
+            top,
+            left,
+            canvas,
+            height,
+            width,
         )
-        return canvas.reshape(height, width, self.channels)
+        return canvas
 
 
 __all__ = [

@@ -1,7 +1,7 @@
-"""Pasting one transformed object into a region of the canvas (float32 working space).
+"""Poisson cloning for the compiled kernel (kernel.py), which does hard and feathered pastes.
 
-All functions work in place on `region`, a view of the canvas, and touch only that region:
-the cost of a paste is proportional to the object, not to the image.
+The kernel calls poisson_patch back per Poisson object (OpenCV's seamlessClone) and feathers
+the clone in, so that only the object and a thin seam change.
 """
 
 from __future__ import annotations
@@ -9,15 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from synth_service.recipe import BlendMode
-
 FEATHER_SIGMA = 1.0
 _CLONE_PAD = 2  # seamlessClone needs the mask strictly inside its destination
-
-
-def paste_hard(region: np.ndarray, patch: np.ndarray, hard: np.ndarray) -> None:
-    """Replace the pixels inside the mask."""
-    np.copyto(region, patch, where=hard[..., None])
 
 
 def poisson_patch(canvas: np.ndarray, top: int, left: int, patch: np.ndarray) -> np.ndarray | None:
@@ -49,44 +42,3 @@ def poisson_patch(canvas: np.ndarray, top: int, left: int, patch: np.ndarray) ->
     cloned = cv2.seamlessClone(to8(src), to8(dst), mask, centre, cv2.NORMAL_CLONE)
     values = cloned[pad:-pad, pad:-pad, :1].astype(np.float32) * np.float32(span / 255) + lo
     return np.repeat(values, patch.shape[2], axis=2) if patch.shape[2] > 1 else values
-
-
-def paste(
-    canvas: np.ndarray,
-    top: int,
-    left: int,
-    patch: np.ndarray,
-    alpha: np.ndarray,
-    hard: np.ndarray,
-    mode: BlendMode,
-) -> BlendMode:
-    """Paste a (h, w, C) patch whose top-left corner lands at (top, left), clipped to the canvas.
-
-    The patch is used as scratch space and comes back overwritten.
-
-    Poisson cloning replaces the patch by its cloned version, which is then feathered in, so
-    that only the object and a thin seam change (never a neighbour under the patch's margin).
-    Returns the mode actually used (Poisson falls back to plain feathering at the border).
-    """
-    if mode is BlendMode.POISSON:
-        cloned = poisson_patch(canvas, top, left, patch)
-        if cloned is not None:
-            patch = cloned
-        else:
-            mode = BlendMode.FEATHER
-    h, w = hard.shape
-    cy0, cx0 = max(top, 0), max(left, 0)
-    cy1, cx1 = min(top + h, canvas.shape[0]), min(left + w, canvas.shape[1])
-    region = canvas[cy0:cy1, cx0:cx1]
-    crop = (slice(cy0 - top, cy1 - top), slice(cx0 - left, cx1 - left))
-    if mode is BlendMode.HARD:
-        paste_hard(region, patch[crop], hard[crop])
-        return mode
-    # Feathering blurs the whole alpha first, so clip after the blur, not before.
-    soft = cv2.GaussianBlur(alpha, (0, 0), FEATHER_SIGMA)[crop][..., None]
-    # region + soft * (patch - region), computed in the patch (ours to overwrite): no temporaries.
-    mixed = patch[crop]
-    mixed -= region
-    mixed *= soft
-    region += mixed
-    return mode

@@ -64,6 +64,10 @@ class ObjectLibrary:
     noise_sigma: float  # background noise in the working space (robust estimate)
     context: PlacementContext = field(default_factory=PlacementContext)  # who sits beside whom
 
+    def __getstate__(self) -> dict:
+        # The compose kernel's flattened copy (kernel.library_pack) is rebuilt where used.
+        return {k: v for k, v in self.__dict__.items() if k != "_kernel_pack"}
+
     def __post_init__(self) -> None:
         self.by_class = [
             np.array([i for i, o in enumerate(self.objects) if o.class_id == c], np.int64)

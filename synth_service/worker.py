@@ -16,6 +16,7 @@ import cv2
 
 from synth_service.compose import compose
 from synth_service.encode import encode_sample
+from synth_service.kernel import library_pack
 from synth_service.recipe import Recipe
 from synth_service.state import SynthState
 from synthloc.v1 import synthesis_pb2
@@ -46,6 +47,7 @@ def init_worker(state_path: str, parent: int | None = None) -> None:
     # One worker per core: OpenCV's own threads would only compete with the other workers.
     cv2.setNumThreads(1)
     _STATE = SynthState.load(Path(state_path))
+    library_pack(_STATE.library)  # the compose kernel's copy, made now rather than mid-stream
 
 
 def _exit_with_parent(parent: int) -> None:
