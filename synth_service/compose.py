@@ -22,29 +22,15 @@ from synth_service.kernel import (
     PLACEMENT_DRAWS,
     PLACEMENT_TRIES,
     RENDER_DRAWS,
+    PastedObject,
     compose_objects,
-    recipe_params,
-    uses_poisson,
+    prepare,
 )
 from synth_service.library import ObjectLibrary
 from synth_service.placement import draw_classes
 from synth_service.recipe import Recipe
 
-
-@dataclass(frozen=True)
-class PastedObject:
-    """A visible object of a sample with its label and provenance."""
-
-    box: tuple[int, int, int, int]  # x, y, width, height: tight to the visible pixels
-    class_id: int
-    area: int  # visible pixels
-    source_object_id: int
-    scale: float
-    angle_deg: float
-    flipped_horizontally: bool
-    flipped_vertically: bool
-    blend: int  # BlendMode actually used
-    visible_fraction: float
+__all__ = ["BackgroundSource", "PastedObject", "Sample", "compose"]
 
 
 @dataclass
@@ -73,11 +59,12 @@ def compose(
     with_masks: bool = False,
 ) -> Sample:
     """Compose sample `index` of the stream (recipe, seed) from the library and backgrounds."""
+    prepared = prepare(recipe, library)
     rng = np.random.default_rng([seed, index])
     canvas = backgrounds.sample(rng, recipe.height, recipe.width)
     if recipe.distractor_mean > 0:
         paint_distractors(canvas, rng, recipe.distractor_mean)
-    classes = draw_classes(recipe, library, rng)
+    classes = draw_classes(recipe, prepared.classes, rng)
     if recipe.context_probability > 0 and library.context.anchor:
         # Anchors first, so that objects placed beside one find it already placed.
         satellites = library.context.anchor
@@ -87,37 +74,11 @@ def compose(
     # Fixed blocks of uniforms per sample: consumption never depends on what was placed.
     tries = rng.random((len(classes), PLACEMENT_TRIES, PLACEMENT_DRAWS))
     looks = rng.random((len(classes), RENDER_DRAWS))
-    noise_key = int(rng.integers(0, 1 << 63))
+    noise_key = int(rng.bit_generator.random_raw())
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
-    painted = compose_objects(
-        library,
-        recipe_params(recipe, library),
-        classes,
-        tries,
-        looks,
-        canvas,
-        instance,
-        noise_key,
-        uses_poisson(recipe),
-    )
+    objects = compose_objects(library, prepared, classes, tries, looks, canvas, instance, noise_key)
     labels = np.zeros(len(library.class_names), np.float32)
-    objects = []
-    for o in painted:
-        labels[o.class_id] = 1.0
-        objects.append(
-            PastedObject(
-                box=o.box,
-                class_id=o.class_id,
-                area=o.area,
-                source_object_id=library.objects[o.object_index].object_id,
-                scale=o.scale,
-                angle_deg=o.angle_deg,
-                flipped_horizontally=o.flipped_horizontally,
-                flipped_vertically=o.flipped_vertically,
-                blend=o.blend,
-                visible_fraction=o.visible_fraction,
-            )
-        )
+    labels[[o.class_id for o in objects]] = 1.0
     image = _to_output(canvas, recipe)
     return Sample(index, image, objects, labels, instance)
 

@@ -13,6 +13,7 @@ Poisson cloning (OpenCV's seamlessClone, through a callback).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from synth_service import _kernel
 from synth_service.blend import FEATHER_SIGMA, poisson_patch
 from synth_service.library import ObjectLibrary
+from synth_service.placement import ClassTable, class_table
 from synth_service.recipe import BlendMode, Recipe
 
 # Bilinear resampling at random sub-pixel offsets keeps about 44 % of white-noise variance;
@@ -29,22 +31,50 @@ PLACEMENT_TRIES = 12  # attempts per object (TRIES in kernel.h)
 PLACEMENT_DRAWS = 9  # uniforms one attempt consumes (PLACE_DRAWS)
 RENDER_DRAWS = 6  # uniforms one rendering consumes (LOOK_DRAWS)
 MAX_CHANNELS = 4  # MAX_CHANNELS
+FEATHER_FLOOR = 1 / 1024  # feathered alpha below this is 0: a change no 8-bit image shows
 
 
-@dataclass(frozen=True)
-class KernelObject:
-    """A painted object as the kernel reports it (compose.PastedObject adds the source id)."""
+class PastedObject(NamedTuple):
+    """A visible object of a sample with its label and provenance (the kernel's record)."""
 
-    object_index: int
+    box: tuple[int, int, int, int]  # x, y, width, height: tight to the visible pixels
     class_id: int
+    area: int  # visible pixels
+    source_object_id: int
     scale: float
     angle_deg: float
     flipped_horizontally: bool
     flipped_vertically: bool
-    blend: int
-    box: tuple[int, int, int, int]  # x, y, width, height: tight to the visible pixels
-    area: int
+    blend: int  # BlendMode actually used
     visible_fraction: float
+
+
+@dataclass(frozen=True)
+class PreparedRecipe:
+    """What the kernel needs of a recipe, worked out once per recipe and library."""
+
+    params: np.ndarray  # the P_ vector of kernel.h
+    classes: ClassTable
+    poisson: bool  # some objects may be Poisson-cloned (a callback into OpenCV)
+
+
+_RECIPES_KEPT = 64  # prepared recipes kept per library; a stream uses one
+
+
+def prepare(recipe: Recipe, library: ObjectLibrary) -> PreparedRecipe:
+    """The recipe prepared for the kernel, kept on the library (a few dozen at most)."""
+    kept = library.__dict__.setdefault("_kernel_recipes", {})
+    prepared = kept.get(recipe)
+    if prepared is None:
+        if len(kept) >= _RECIPES_KEPT:
+            kept.clear()
+        prepared = PreparedRecipe(
+            recipe_params(recipe, library),
+            class_table(recipe, library),
+            any(mode is BlendMode.POISSON and weight > 0 for mode, weight in recipe.blending),
+        )
+        kept[recipe] = prepared
+    return prepared
 
 
 def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
@@ -67,6 +97,7 @@ def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
         h, w = o.alpha.shape
         pixels = o.pixels.reshape(h, w, -1)
         soft = cv2.GaussianBlur(o.alpha, (0, 0), FEATHER_SIGMA)
+        soft[soft < FEATHER_FLOOR] = 0.0  # the kernel pastes only where this is above 0
         masks = np.dstack([o.alpha, soft, np.zeros((h, w, stride - channels - 2), np.float32)])
         padded = np.dstack(
             [
@@ -95,6 +126,7 @@ def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
         anchor,
         np.array(gaps or [0.0], np.float64),
         np.array(gap_start, np.int64),
+        np.array([o.object_id for o in library.objects] or [0], np.int64),
     )
     library.__dict__["_kernel_pack"] = pack
     return pack
@@ -127,15 +159,14 @@ def recipe_params(recipe: Recipe, library: ObjectLibrary) -> np.ndarray:
 
 def compose_objects(
     library: ObjectLibrary,
-    params: np.ndarray,
+    prepared: PreparedRecipe,
     classes: list[int],
     tries: np.ndarray,
     looks: np.ndarray,
     canvas: np.ndarray,
     instance: np.ndarray | None,
     noise_key: int,
-    poisson: bool,
-) -> list[KernelObject]:
+) -> list[PastedObject]:
     """Place, settle, render and paste the objects of `classes` onto `canvas` (in place).
 
     tries: (n, PLACEMENT_TRIES, PLACEMENT_DRAWS) uniforms, looks: (n, RENDER_DRAWS); canvas
@@ -151,7 +182,7 @@ def compose_objects(
 
     records = _kernel.compose_objects(
         library_pack(library),
-        params,
+        prepared.params,
         np.asarray(classes, np.int64),
         np.ascontiguousarray(tries, np.float64),
         np.ascontiguousarray(looks, np.float64),
@@ -161,9 +192,9 @@ def compose_objects(
         channels,
         instance,
         noise_key,
-        clone if poisson else None,
+        clone if prepared.poisson else None,
     )
-    return [KernelObject(*r) for r in records]
+    return list(map(PastedObject._make, records))
 
 
 def normal_noise(key: int, start: int, count: int) -> np.ndarray:
@@ -174,8 +205,3 @@ def normal_noise(key: int, start: int, count: int) -> np.ndarray:
     before it, and the same on every machine.
     """
     return np.frombuffer(_kernel.noise(key, start, count), np.float32)
-
-
-def uses_poisson(recipe: Recipe) -> bool:
-    """Whether any object of the recipe may be Poisson-cloned."""
-    return any(mode is BlendMode.POISSON and weight > 0 for mode, weight in recipe.blending)

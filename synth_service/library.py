@@ -65,8 +65,8 @@ class ObjectLibrary:
     context: PlacementContext = field(default_factory=PlacementContext)  # who sits beside whom
 
     def __getstate__(self) -> dict:
-        # The compose kernel's flattened copy (kernel.library_pack) is rebuilt where used.
-        return {k: v for k, v in self.__dict__.items() if k != "_kernel_pack"}
+        # The compose kernel's copies (kernel.library_pack, kernel.prepare) are rebuilt where used.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_kernel")}
 
     def __post_init__(self) -> None:
         self.by_class = [

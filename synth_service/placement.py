@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from synth_service.library import ObjectLibrary
 from synth_service.recipe import LabelMode, Recipe
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """How a recipe samples the library's classes (built once per recipe, kernel.prepare)."""
+
+    cdf: np.ndarray  # cumulative sampling probability per class
+    eligible: np.ndarray  # class ids with a weight above 0
 
 
 def class_weights(recipe: Recipe, library: ObjectLibrary) -> np.ndarray:
@@ -19,20 +29,27 @@ def class_weights(recipe: Recipe, library: ObjectLibrary) -> np.ndarray:
     return weights
 
 
-def draw_classes(recipe: Recipe, library: ObjectLibrary, rng: np.random.Generator) -> list[int]:
+def class_table(recipe: Recipe, library: ObjectLibrary) -> ClassTable:
+    """The recipe's class weights as a cumulative distribution, and the classes it can draw."""
+    weights = class_weights(recipe, library)
+    total = weights.sum()
+    cdf = np.cumsum(weights / total) if total > 0 else np.zeros_like(weights)
+    if total > 0:
+        cdf /= cdf[-1]
+    return ClassTable(cdf, np.flatnonzero(weights > 0))
+
+
+def draw_classes(recipe: Recipe, table: ClassTable, rng: np.random.Generator) -> list[int]:
     """The class of every object to place, per the recipe's count and label mode."""
     if recipe.poisson_mean is not None:
         count = int(rng.poisson(recipe.poisson_mean))
     else:
         count = int(rng.integers(recipe.count_range[0], recipe.count_range[1] + 1))
-    weights = class_weights(recipe, library)
-    eligible = np.flatnonzero(weights > 0)
+    eligible = table.eligible
     if recipe.label_mode is LabelMode.STRONG:
         # rng.choice(len(weights), size=count, p=...) spelled out: the same inverse-CDF draws
         # without choice()'s checks of p, which cost as much as the draws.
-        cdf = np.cumsum(weights / weights.sum())
-        cdf /= cdf[-1]
-        return np.searchsorted(cdf, rng.random(count), side="right").tolist()
+        return np.searchsorted(table.cdf, rng.random(count), side="right").tolist()
     if recipe.label_mode is LabelMode.WEAK_SINGLE_CLASS:
         # Class-balanced: every eligible class equally often, whatever the library holds.
         chosen = int(rng.choice(eligible))

@@ -1,6 +1,24 @@
 /* Whole-canvas steps: a background from a tile, and the finished canvas to 8 or 16 bits. */
 #include "kernel.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* out[i] = src[-i] for i < count: a run of the piece read backwards. */
+static void copy_reversed(float *out, const float *src, int count)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= count; i += 4) {
+        __m128 v = _mm_loadu_ps(src - i - 3);
+        _mm_storeu_ps(out + i, _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 1, 2, 3)));
+    }
+#endif
+    for (; i < count; i++)
+        out[i] = src[-i];
+}
+
 /* canvas (height, width, channels) = piece (ch, cw, channels), flipped (rows, columns) and
  * mirrored out from (top, left) to fill the canvas (OpenCV's BORDER_REFLECT: fedcba|abcdef|
  * fedcba). Unfolded, canvas column x is piece position k = x - left: segment s = floor(k / cw)
@@ -29,8 +47,7 @@ void fill_background(const float *piece, int ch, int cw, int channels, int flip_
                 memcpy(out + (size_t)x * pixel, src + (size_t)px * pixel,
                        (size_t)run * pixel * sizeof(float));
             } else if (pixel == 1) {
-                for (int i = 0; i < run; i++)
-                    out[x + i] = src[px - i];
+                copy_reversed(out + x, src + px, run);
             } else {
                 for (int i = 0; i < run; i++)
                     for (size_t c = 0; c < pixel; c++)
@@ -44,14 +61,29 @@ void fill_background(const float *piece, int ch, int cw, int channels, int flip_
 /* [0, 1] -> [0, full], rounded half up and clipped: one pass over the canvas. */
 void quantize_u8(const float *canvas, size_t count, uint8_t *out)
 {
-    for (size_t i = 0; i < count; i++) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    /* Sixteen at a time: the same arithmetic, with SSE2's saturating packs. */
+    const __m128 scale = _mm_set1_ps(255.0f), half = _mm_set1_ps(0.5f);
+    const __m128 lo = _mm_setzero_ps(), hi = _mm_set1_ps(255.0f);
+    for (; i + 16 <= count; i += 16) {
+        __m128i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(canvas + i + 4 * k), scale), half);
+            q[k] = _mm_cvttps_epi32(_mm_min_ps(_mm_max_ps(v, lo), hi));
+        }
+        __m128i words = _mm_packs_epi32(q[0], q[1]), more = _mm_packs_epi32(q[2], q[3]);
+        _mm_storeu_si128((__m128i *)(out + i), _mm_packus_epi16(words, more));
+    }
+#endif
+    for (; i < count; i++) {
         float v = canvas[i] * 255.0f + 0.5f;
         v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
         out[i] = (uint8_t)(int)v;
     }
 }
 
-void quantize_u16(const float *canvas, size_t count, uint16_t *out)
+SIMD_CLONES void quantize_u16(const float *canvas, size_t count, uint16_t *out)
 {
     for (size_t i = 0; i < count; i++) {
         float v = canvas[i] * 65535.0f + 0.5f;

@@ -63,20 +63,27 @@ static inline int reflect101(int i, int n)
 static void border_pixel(const float *src, int sh, int sw, int channels, int stride, int x0,
                          int y0, const float w[4], int reflect_border, float *out)
 {
-    for (int c = 0; c < channels; c++)
-        out[c] = 0.0f;
-    for (int k = 0; k < 4; k++) {
-        int tx = x0 + (k & 1), ty = y0 + (k >> 1);
+    int xs[2] = {x0, x0 + 1}, ys[2] = {y0, y0 + 1};
+    float wx[2] = {1.0f, 1.0f}, wy[2] = {1.0f, 1.0f}; /* 0 for a tap outside (zero border) */
+    for (int k = 0; k < 2; k++) {
         if (reflect_border) {
-            tx = reflect(tx, sw);
-            ty = reflect(ty, sh);
-        } else if (tx < 0 || ty < 0 || tx >= sw || ty >= sh) {
-            continue;
+            xs[k] = reflect(xs[k], sw);
+            ys[k] = reflect(ys[k], sh);
+        } else {
+            wx[k] = xs[k] >= 0 && xs[k] < sw ? 1.0f : 0.0f;
+            wy[k] = ys[k] >= 0 && ys[k] < sh ? 1.0f : 0.0f;
+            xs[k] = xs[k] < 0 ? 0 : (xs[k] >= sw ? sw - 1 : xs[k]);
+            ys[k] = ys[k] < 0 ? 0 : (ys[k] >= sh ? sh - 1 : ys[k]);
         }
-        const float *p = src + ((size_t)ty * sw + tx) * stride;
-        for (int c = 0; c < channels; c++)
-            out[c] += w[k] * p[c];
     }
+    const float *row0 = src + (size_t)ys[0] * sw * stride;
+    const float *row1 = src + (size_t)ys[1] * sw * stride;
+    const float *t00 = row0 + (size_t)xs[0] * stride, *t01 = row0 + (size_t)xs[1] * stride;
+    const float *t10 = row1 + (size_t)xs[0] * stride, *t11 = row1 + (size_t)xs[1] * stride;
+    const float w00 = w[0] * wx[0] * wy[0], w01 = w[1] * wx[1] * wy[0];
+    const float w10 = w[2] * wx[0] * wy[1], w11 = w[3] * wx[1] * wy[1];
+    for (int c = 0; c < channels; c++)
+        out[c] = w00 * t00[c] + w01 * t01[c] + w10 * t10[c] + w11 * t11[c];
 }
 
 /* Where the pixels of dst row y fall in the source: the top-left tap (x0, y0) and the four
@@ -84,7 +91,7 @@ static void border_pixel(const float *src, int sh, int sw, int channels, int str
  * truncating floors any coordinate that can reach a tap. Coordinates are linear along the
  * row, so when both ends lie within 1000 px of the source all do, and the loop needs no
  * clamp (no condition: it vectorizes); otherwise they are clamped to stay plainly outside. */
-static void warp_row(const double inv[6], int y, int dw, float *restrict w00,
+SIMD_CLONES static void warp_row(const double inv[6], int y, int dw, float *restrict w00,
                      float *restrict w01, float *restrict w10, float *restrict w11,
                      int *restrict x0, int *restrict y0)
 {
@@ -145,7 +152,7 @@ static float *row_scratch(Row *r, int dw)
  * Row by row: where every pixel of the row falls (warp_row), then the reads. */
 int warp_linear(const float *src, int sh, int sw, int channels, int stride,
                 const double inv[6], float *dst, int dh, int dw, int reflect_border,
-                const float *need, int need_stride)
+                const float *known)
 {
     const size_t line = (size_t)sw * stride;
     Row r;
@@ -156,12 +163,12 @@ int warp_linear(const float *src, int sh, int sw, int channels, int stride,
     for (int y = 0; y < dh; y++) {
         warp_row(inv, y, dw, r.w00, r.w01, r.w10, r.w11, r.x0, r.y0);
         float *out = dst + (size_t)y * dw * channels;
-        const float *needed = need ? need + (size_t)y * dw * need_stride : NULL;
+        const float *copy = known ? known + (size_t)y * dw * channels : NULL;
         for (int x = 0; x < dw; x++, out += channels) {
             int x0 = r.x0[x], y0 = r.y0[x];
-            if (needed && !(needed[(size_t)x * need_stride] > 0.0f)) {
+            if (copy && (unsigned)x0 < last_x && (unsigned)y0 < last_y) {
                 for (int c = 0; c < channels; c++)
-                    out[c] = 0.0f;
+                    out[c] = copy[(size_t)x * channels + c];
             } else if ((unsigned)x0 < last_x && (unsigned)y0 < last_y) {
                 const float *a = src + (size_t)y0 * line + (size_t)x0 * stride;
                 const float *b = a + line;
@@ -186,24 +193,14 @@ int warp_linear(const float *src, int sh, int sw, int channels, int stride,
     return 0;
 }
 
-/* Four floats, loaded and stored unaligned: one bilinear tap of up to four layers at once
- * (GCC and Clang vector extensions; plain SSE2 on x86-64). */
-typedef float v4f __attribute__((vector_size(16)));
-
-static inline v4f load4(const float *p)
-{
-    v4f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* An object's alpha, feathered alpha and pixels warped at once from its padded layers (ph x
  * pw, LAYER_STRIDE(channels) values a pixel), into three planes. Where a pixel's taps leave
  * the padded layers its alphas are exactly 0 (the padding is 0) and its pixel values are
  * left 0: only a blurred or cloned patch reads them, and those warp the pixels again with
  * a mirror. */
-int warp_layers(const float *layers, int ph, int pw, int channels, const double inv[6],
-                float *alpha, float *soft, float *pixels, int dh, int dw)
+SIMD_CLONES int warp_layers(const float *layers, int ph, int pw, int channels,
+                            const double inv[6], float *alpha, float *soft, float *pixels,
+                            int dh, int dw)
 {
     const int stride = LAYER_STRIDE(channels);
     const size_t line = (size_t)pw * stride;
@@ -215,17 +212,23 @@ int warp_layers(const float *layers, int ph, int pw, int channels, const double 
     float values[LAYER_STRIDE(MAX_CHANNELS)];
     for (int y = 0; y < dh; y++) {
         warp_row(inv, y, dw, r.w00, r.w01, r.w10, r.w11, r.x0, r.y0);
+        /* Taps move monotonically along a row, so the pixels with all four inside the layers
+         * are one run [first, end): outside it alphas are 0 and pixel values left 0. */
+        int first = 0, end = dw;
+#define INSIDE(x) ((unsigned)r.x0[x] < last_x && (unsigned)r.y0[x] < last_y)
+        while (first < end && !INSIDE(first))
+            first++;
+        while (end > first && !INSIDE(end - 1))
+            end--;
+#undef INSIDE
         const size_t at = (size_t)y * dw;
-        for (int x = 0; x < dw; x++) {
-            if (!((unsigned)r.x0[x] < last_x && (unsigned)r.y0[x] < last_y)) {
-                alpha[at + x] = soft[at + x] = 0.0f;
-                if (channels == 1)
-                    pixels[at + x] = 0.0f;
-                else
-                    for (int c = 0; c < channels; c++)
-                        pixels[(at + x) * channels + c] = 0.0f;
-                continue;
-            }
+        memset(alpha + at, 0, (size_t)first * sizeof(float));
+        memset(soft + at, 0, (size_t)first * sizeof(float));
+        memset(pixels + at * channels, 0, (size_t)first * channels * sizeof(float));
+        memset(alpha + at + end, 0, (size_t)(dw - end) * sizeof(float));
+        memset(soft + at + end, 0, (size_t)(dw - end) * sizeof(float));
+        memset(pixels + (at + end) * channels, 0, (size_t)(dw - end) * channels * sizeof(float));
+        for (int x = first; x < end; x++) {
             const float *a = layers + (size_t)r.y0[x] * line + (size_t)r.x0[x] * stride;
             const float *b = a + line;
             const float w00 = r.w00[x], w01 = r.w01[x], w10 = r.w10[x], w11 = r.w11[x];
@@ -303,7 +306,8 @@ static int gaussian_kernel(double sigma, float *kernel, int max_size)
 }
 
 /* Separable Gaussian blur with OpenCV's default border (reflect 101); src may be dst. */
-int gaussian_blur(const float *src, float *dst, int h, int w, int channels, double sigma)
+SIMD_CLONES int gaussian_blur(const float *src, float *dst, int h, int w, int channels,
+                              double sigma)
 {
     float kernel[129];
     int n = gaussian_kernel(sigma, kernel, 127), r = n / 2;
@@ -314,9 +318,16 @@ int gaussian_blur(const float *src, float *dst, int h, int w, int channels, doub
     float *line = tmp + (size_t)h * row;
     for (int y = 0; y < h; y++) {
         const float *in = src + y * row;
-        for (int x = -r; x < w + r; x++) {
-            const float *p = in + (size_t)reflect101(x, w) * channels;
-            memcpy(line + (size_t)(x + r) * channels, p, channels * sizeof(float));
+        if (channels == 1) {
+            for (int x = -r; x < 0; x++)
+                line[x + r] = in[reflect101(x, w)];
+            memcpy(line + r, in, (size_t)w * sizeof(float));
+            for (int x = w; x < w + r; x++)
+                line[x + r] = in[reflect101(x, w)];
+        } else {
+            for (int x = -r; x < w + r; x++)
+                memcpy(line + (size_t)(x + r) * channels,
+                       in + (size_t)reflect101(x, w) * channels, channels * sizeof(float));
         }
         float *out = tmp + y * row;
         for (size_t i = 0; i < row; i++)

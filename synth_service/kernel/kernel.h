@@ -74,7 +74,7 @@ typedef struct {
     int height, width, channels;
     uint16_t *instance; /* (height, width) or NULL */
     const double *looks; /* LOOK_DRAWS uniforms per object */
-    uint64_t noise_key;  /* the sample's noise (fill_noise) */
+    uint64_t noise_key;  /* the sample's noise (noise_hash) */
 } Canvas;
 
 /* Callback for Poisson cloning: fill `out` (h, w, channels) and return 1, or return 0 when
@@ -85,16 +85,38 @@ typedef int (*CloneFn)(void *ctx, int top, int left, const float *patch, int h, 
 size_t arena_take(Arena *arena, size_t count); /* offset, or SIZE_MAX when out of memory */
 
 /* Affine maps and filters (filters.c). A warp reads `channels` values per pixel from a
- * source with `stride` values per pixel; `need` (one value per dst pixel, need_stride floats
- * apart, or NULL) limits it to pixels where need is above 0, the others are 0. */
+ * source with `stride` values per pixel; with `known` (dst's shape, or NULL), pixels whose
+ * taps all lie inside the source are copied from it instead of computed again. */
 void invert_affine(const double m[6], double inv[6]);
 int warp_linear(const float *src, int sh, int sw, int channels, int stride,
                 const double inv[6], float *dst, int dh, int dw, int reflect,
-                const float *need, int need_stride); /* 0, or -1: out of memory */
+                const float *known); /* 0, or -1: out of memory */
 int warp_layers(const float *layers, int ph, int pw, int channels, const double inv[6],
                 float *alpha, float *soft, float *pixels, int dh, int dw);
 int gaussian_blur(const float *src, float *dst, int h, int w, int channels, double sigma);
 void normal_quantiles(float *table); /* NORMALS values */
+
+/* Four floats (or ints), loaded unaligned: GCC and Clang vector extensions, plain SSE2 on
+ * x86-64. A bilinear tap of up to four layers at once, or four running sums. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Hot loops are built twice where the toolchain can (GCC, x86-64 Linux): for AVX2 and for
+ * the baseline, picked at load. Both give the same bytes: element-wise float arithmetic is
+ * exact in either, no loop here sums floats across a vector, and FMA is neither enabled nor
+ * allowed (-ffp-contract=off). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
 
 /* Standard normal noise values index, index + 1, ... of a 64-bit key: quantiles picked by
  * an integer hash of (key, index) ("lowbias32", C. Wellons). Counter-based, so any value is
@@ -108,16 +130,6 @@ static inline uint32_t noise_hash(uint64_t key, uint32_t index)
     x *= 0x846ca68bu;
     x ^= x >> 16;
     return (x ^ (uint32_t)(key >> 32)) >> (32 - NORMAL_BITS);
-}
-
-/* slots: count scratch values; hashing in a pass of its own lets it vectorize. */
-static inline void fill_noise(float *out, uint32_t *slots, size_t count, const float *normals,
-                              uint64_t key, uint32_t index)
-{
-    for (size_t i = 0; i < count; i++)
-        slots[i] = noise_hash(key, index + (uint32_t)i);
-    for (size_t i = 0; i < count; i++)
-        out[i] = normals[slots[i]];
 }
 
 /* Whole-canvas steps (canvas.c). */

@@ -83,18 +83,20 @@ static PyObject *compose_objects(PyObject *self, PyObject *args)
                           &tries_o, &looks_o, &canvas_o, &height, &width, &channels,
                           &instance_o, &noise_key, &clone_fn))
         return NULL;
-    if (PyTuple_GET_SIZE(pack) != 8) {
-        PyErr_SetString(PyExc_ValueError, "library pack: 8 arrays expected");
+    if (PyTuple_GET_SIZE(pack) != 9) {
+        PyErr_SetString(PyExc_ValueError, "library pack: 9 arrays expected");
         return NULL;
     }
     Buffers b = {.count = 0};
     Library lib = {.channels = channels, .normals = normals};
-    const void **slots[8] = {
+    const int64_t *object_ids;
+    const void **slots[9] = {
         (const void **)&lib.layers,  (const void **)&lib.geometry,
         (const void **)&lib.levels,  (const void **)&lib.members,
         (const void **)&lib.member_start, (const void **)&lib.anchor,
-        (const void **)&lib.gaps,    (const void **)&lib.gap_start};
-    for (int i = 0; i < 8; i++)
+        (const void **)&lib.gaps,    (const void **)&lib.gap_start,
+        (const void **)&object_ids};
+    for (int i = 0; i < 9; i++)
         if (!(*slots[i] = take(&b, PyTuple_GET_ITEM(pack, i), 0, 0, "library pack")))
             goto fail_early;
     const double *params = take(&b, params_o, P_BLEND * sizeof(double), 0, "params");
@@ -156,10 +158,11 @@ static PyObject *compose_objects(PyObject *self, PyObject *args)
     result = PyList_New(survivors);
     for (int k = 0; result && k < survivors; k++) {
         const Placed *p = &placed[k];
-        PyObject *item = Py_BuildValue("(iiddOOi(iiii)id)", p->object, p->cls, p->scale,
-                                       p->angle, p->flip_h ? Py_True : Py_False,
+        /* kernel.PastedObject's fields, in order */
+        PyObject *item = Py_BuildValue("((iiii)iiLddOOid)", p->box[0], p->box[1], p->box[2],
+                                       p->box[3], p->cls, p->area, (long long)object_ids[p->object],
+                                       p->scale, p->angle, p->flip_h ? Py_True : Py_False,
                                        p->flip_v ? Py_True : Py_False, blend_used[k],
-                                       p->box[0], p->box[1], p->box[2], p->box[3], p->area,
                                        p->visible);
         if (!item) {
             Py_CLEAR(result);
@@ -244,13 +247,12 @@ static PyObject *noise(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, count * 4);
-    uint32_t *slots = malloc((size_t)count * sizeof(uint32_t) + 1);
-    if (out && slots)
-        fill_noise((float *)PyBytes_AS_STRING(out), slots, (size_t)count, normals, key, start);
-    else if (out)
-        Py_CLEAR(out);
-    free(slots);
-    return out ? out : PyErr_NoMemory();
+    if (out) {
+        float *o = (float *)PyBytes_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < count; i++)
+            o[i] = normals[noise_hash(key, start + (uint32_t)i)];
+    }
+    return out;
 }
 
 /* warp(src, h, w, channels, matrix, out_h, out_w, reflect) -> bytes: for tests. */
@@ -269,7 +271,7 @@ static PyObject *warp(PyObject *self, PyObject *args)
                                                           4))) {
         invert_affine(m, inv);
         if (warp_linear(src.buf, h, w, channels, channels, inv, (float *)PyBytes_AS_STRING(out), out_h,
-                        out_w, reflect_border, NULL, 0)) {
+                        out_w, reflect_border, NULL)) {
             Py_CLEAR(out);
             PyErr_NoMemory();
         }

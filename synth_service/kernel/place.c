@@ -69,6 +69,35 @@ static void sorted_pair(double v, double *lo, double *hi)
     *hi = v < 0.0 ? 0.0 : v;
 }
 
+/* Pixels of an (h, w) alpha above 1/2 (the hard mask), and their inclusive box. A row is
+ * counted in one branch-free pass (it vectorizes); only rows with some are searched. */
+static int hard_box(const float *alpha, int h, int w, int *x0, int *y0, int *x1, int *y1)
+{
+    int area = 0;
+    *x0 = w;
+    *y0 = h;
+    *x1 = *y1 = -1;
+    for (int y = 0; y < h; y++) {
+        const float *row = alpha + (size_t)y * w;
+        int count = 0;
+        for (int x = 0; x < w; x++)
+            count += row[x] > 0.5f;
+        if (!count)
+            continue;
+        area += count;
+        int first = 0, last = w - 1;
+        while (!(row[first] > 0.5f))
+            first++;
+        while (!(row[last] > 0.5f))
+            last--;
+        *x0 = first < *x0 ? first : *x0;
+        *x1 = last > *x1 ? last : *x1;
+        *y0 = y < *y0 ? y : *y0;
+        *y1 = y;
+    }
+    return area;
+}
+
 /* One attempt: 1 placed into *p, 0 not placeable, -1 out of memory. */
 static int draw(const Library *lib, const double *params, int cls, int height, int width,
                 const double *u, const Placed *placed, int n_placed, Arena *arena, Placed *p)
@@ -111,19 +140,7 @@ static int draw(const Library *lib, const double *params, int cls, int height, i
     if (warp_layers(lib->layers + geo[2], h + 2, w + 2, lib->channels, inv, alpha,
                     alpha + plane, alpha + 2 * plane, out_h, out_w))
         return -1;
-    int bx0 = out_w, by0 = out_h, bx1 = -1, by1 = -1, area = 0;
-    for (int y = 0; y < out_h; y++) {
-        const float *row = alpha + (size_t)y * out_w;
-        for (int x = 0; x < out_w; x++) {
-            if (row[x] > 0.5f) {
-                area++;
-                bx0 = x < bx0 ? x : bx0;
-                bx1 = x > bx1 ? x : bx1;
-                by0 = y < by0 ? y : by0;
-                by1 = y;
-            }
-        }
-    }
+    int bx0, by0, bx1, by1, area = hard_box(alpha, out_h, out_w, &bx0, &by0, &bx1, &by1);
     if (area == 0)
         return 0;
     int bw = bx1 - bx0 + 1, bh = by1 - by0 + 1, top, left;
