@@ -112,7 +112,8 @@ static inline v4f load4(const float *p)
  * the baseline, picked at load. Both give the same bytes: element-wise float arithmetic is
  * exact in either, no loop here sums floats across a vector, and FMA is neither enabled nor
  * allowed (-ffp-contract=off). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(SYNTHLOC_NO_CLONES)
 #define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SIMD_CLONES
