@@ -16,6 +16,7 @@ import numpy as np
 
 from synth_service import _kernel
 from synth_service.cleaning import BackgroundSettings, clean_background, clean_images
+from synth_service.draws import Draws
 from synthloc.errors import FailedPrecondition, InvalidInput
 
 
@@ -113,12 +114,11 @@ class BackgroundBank:
             digest.update(tile.tobytes())
         return digest.hexdigest()
 
-    def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    def sample(self, draws: Draws, height: int, width: int) -> np.ndarray:
         """A new float32 (height, width, C) canvas: a random tile, flipped/rotated, mirror-tiled."""
         if height <= 0 or width <= 0:
             raise InvalidInput(f"canvas size must be positive, got {height}x{width}")
-        # Seven raw 64-bit draws (a generator method call costs more than the draws).
-        which, transpose, flip, y0, x0, top, left = rng.bit_generator.random_raw(7).tolist()
+        which, transpose, flip, y0, x0, top, left = draws.raw(7)
         tile = self.tiles[which % len(self.tiles)]
         transpose &= 1  # with the 4 flips below: all 8 rotations and reflections
         th, tw = tile.shape[transpose], tile.shape[1 - transpose]

@@ -1,7 +1,8 @@
 """compose(): one synthetic, exhaustively annotated sample from (recipe, library, seed, index).
 
-Deterministic: every random draw comes from a generator seeded with (seed, index) alone, so a
-sample is the same in any order, process or machine, and no global RNG is touched.
+Deterministic: every random draw comes from the sample's counter-based stream, keyed by (seed,
+index) alone (draws.py), so a sample is the same in any order, process or machine, and no
+global RNG is touched.
 
 Order of work (in the compiled kernel, kernel.py): draw all placements first, settle occlusion
 on hard masks (dropping objects left less visible than the recipe allows, which can only
@@ -17,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from synth_service.distractors import paint_distractors
+from synth_service.draws import Draws
 from synth_service.intensity import to_dtype
 from synth_service.kernel import (
     PLACEMENT_DRAWS,
@@ -47,7 +49,7 @@ class Sample:
 class BackgroundSource(Protocol):
     """What compose needs from backgrounds (satisfied by backgrounds.BackgroundBank)."""
 
-    def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray: ...
+    def sample(self, draws: Draws, height: int, width: int) -> np.ndarray: ...
 
 
 def compose(
@@ -60,11 +62,11 @@ def compose(
 ) -> Sample:
     """Compose sample `index` of the stream (recipe, seed) from the library and backgrounds."""
     prepared = prepare(recipe, library)
-    rng = np.random.default_rng([seed, index])
-    canvas = backgrounds.sample(rng, recipe.height, recipe.width)
+    draws = Draws(seed, index)
+    canvas = backgrounds.sample(draws, recipe.height, recipe.width)
     if recipe.distractor_mean > 0:
-        paint_distractors(canvas, rng, recipe.distractor_mean)
-    classes = draw_classes(recipe, prepared.classes, rng)
+        paint_distractors(canvas, draws, recipe.distractor_mean)
+    classes = draw_classes(recipe, prepared.classes, draws)
     if recipe.context_probability > 0 and library.context.anchor:
         # Anchors first, so that objects placed beside one find it already placed.
         satellites = library.context.anchor
@@ -72,9 +74,11 @@ def compose(
             c for c in classes if c in satellites
         ]
     # Fixed blocks of uniforms per sample: consumption never depends on what was placed.
-    tries = rng.random((len(classes), PLACEMENT_TRIES, PLACEMENT_DRAWS))
-    looks = rng.random((len(classes), RENDER_DRAWS))
-    noise_key = int(rng.bit_generator.random_raw())
+    n = len(classes)
+    block = draws.uniforms(n * (PLACEMENT_TRIES * PLACEMENT_DRAWS + RENDER_DRAWS))
+    tries = block[: n * PLACEMENT_TRIES * PLACEMENT_DRAWS]
+    looks = block[n * PLACEMENT_TRIES * PLACEMENT_DRAWS :]
+    noise_key = draws.raw(1)[0]
     instance = np.zeros(canvas.shape[:2], np.uint16) if with_masks else None
     objects = compose_objects(library, prepared, classes, tries, looks, canvas, instance, noise_key)
     labels = np.zeros(len(library.class_names), np.float32)

@@ -10,18 +10,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from synth_service.draws import Draws
+
 LENGTH_PX = (6.0, 24.0)
 ASPECT = (4.0, 10.0)  # length / width
 CONTRAST = (0.02, 0.12)  # above the local background, in the working space
 
 
-def paint_distractors(canvas: np.ndarray, rng: np.random.Generator, mean_count: float) -> int:
+def paint_distractors(canvas: np.ndarray, draws: Draws, mean_count: float) -> int:
     """Paint a Poisson(mean_count) number of debris specks in place; return how many."""
-    count = int(rng.poisson(mean_count))
+    count = draws.poisson(mean_count)
     if count == 0:
         return 0
     height, width = canvas.shape[:2]
-    u = rng.random((count, 6))
+    u = draws.uniforms(count * 6).reshape(count, 6)
     for u_len, u_aspect, u_angle, u_y, u_x, u_contrast in u.tolist():
         length = LENGTH_PX[0] + (LENGTH_PX[1] - LENGTH_PX[0]) * u_len
         thickness = max(length / (ASPECT[0] + (ASPECT[1] - ASPECT[0]) * u_aspect), 1.0)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synth_service.draws import Draws
 from synth_service.library import ObjectLibrary
 from synth_service.recipe import LabelMode, Recipe
 
@@ -39,23 +40,23 @@ def class_table(recipe: Recipe, library: ObjectLibrary) -> ClassTable:
     return ClassTable(cdf, np.flatnonzero(weights > 0))
 
 
-def draw_classes(recipe: Recipe, table: ClassTable, rng: np.random.Generator) -> list[int]:
+def draw_classes(recipe: Recipe, table: ClassTable, draws: Draws) -> list[int]:
     """The class of every object to place, per the recipe's count and label mode."""
     if recipe.poisson_mean is not None:
-        count = int(rng.poisson(recipe.poisson_mean))
+        count = draws.poisson(recipe.poisson_mean)
     else:
-        count = int(rng.integers(recipe.count_range[0], recipe.count_range[1] + 1))
+        count = draws.integer(recipe.count_range[0], recipe.count_range[1] + 1)
     eligible = table.eligible
     if recipe.label_mode is LabelMode.STRONG:
-        # rng.choice(len(weights), size=count, p=...) spelled out: the same inverse-CDF draws
-        # without choice()'s checks of p, which cost as much as the draws.
-        return np.searchsorted(table.cdf, rng.random(count), side="right").tolist()
+        # Inverse-CDF draws over the class weights.
+        return np.searchsorted(table.cdf, draws.uniforms(count), side="right").tolist()
     if recipe.label_mode is LabelMode.WEAK_SINGLE_CLASS:
         # Class-balanced: every eligible class equally often, whatever the library holds.
-        chosen = int(rng.choice(eligible))
+        chosen = int(eligible[draws.integer(0, len(eligible))])
         return [chosen] * max(count, 1)
-    present = eligible[rng.random(len(eligible)) < 0.5]
+    present = eligible[draws.uniforms(len(eligible)) < 0.5]
     if present.size == 0:
-        present = np.array([rng.choice(eligible)])
-    extra = rng.choice(present, size=max(count - present.size, 0))
+        present = eligible[[draws.integer(0, len(eligible))]]
+    picks = draws.uniforms(max(count - present.size, 0))
+    extra = present[np.minimum((picks * present.size).astype(np.int64), present.size - 1)]
     return [int(c) for c in np.concatenate([present, extra])]

@@ -234,6 +234,65 @@ static PyObject *quantize(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* splitmix64 (S. Vigna): a 64-bit counter through a strong finalizer. Stream values are
+ * mix64(key + (i + 1) * golden), so any value is had without the ones before it. */
+#define GOLDEN 0x9e3779b97f4a7c15ull
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* stream_key(seed, index) -> int: the key of sample index of a stream seed. */
+static PyObject *stream_key(PyObject *self, PyObject *args)
+{
+    unsigned long long seed, index;
+    if (!PyArg_ParseTuple(args, "KK", &seed, &index))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(mix64(mix64(seed * GOLDEN + 0x632be59bd9b4e019ull) ^
+                                             mix64(index + GOLDEN)));
+}
+
+/* uniforms(key, start, count) -> bytes: float64 values start.. of the stream, in [0, 1)
+ * with 53 random bits; raw(key, start, count) -> bytes: the uint64 values themselves. */
+static PyObject *stream_values(PyObject *args, int as_float)
+{
+    unsigned long long key, start;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "KKn", &key, &start, &count))
+        return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "stream: negative count");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 8);
+    if (!out)
+        return NULL;
+    char *at = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint64_t v = mix64(key + (start + (uint64_t)i + 1) * GOLDEN);
+        if (as_float) {
+            double u = (double)(v >> 11) * 0x1.0p-53;
+            memcpy(at + 8 * i, &u, 8);
+        } else {
+            memcpy(at + 8 * i, &v, 8);
+        }
+    }
+    return out;
+}
+
+static PyObject *uniforms(PyObject *self, PyObject *args)
+{
+    return stream_values(args, 1);
+}
+
+static PyObject *raw(PyObject *self, PyObject *args)
+{
+    return stream_values(args, 0);
+}
+
 /* noise(key, start, count) -> bytes: float32 noise values start.. of a key, for tests. */
 static PyObject *noise(PyObject *self, PyObject *args)
 {
@@ -326,6 +385,9 @@ static PyMethodDef methods[] = {
      "Place, settle, render and paste a sample's objects onto its canvas."},
     {"background", background, METH_VARARGS, "A canvas mirrored out from a tile piece."},
     {"quantize", quantize, METH_VARARGS, "A float32 canvas to 8 or 16 bits."},
+    {"stream_key", stream_key, METH_VARARGS, "The draws key of (seed, index)."},
+    {"uniforms", uniforms, METH_VARARGS, "float64 uniforms of a draws key."},
+    {"raw", raw, METH_VARARGS, "uint64 values of a draws key."},
     {"noise", noise, METH_VARARGS, "Standard normal noise values of a key (tests)."},
     {"warp", warp, METH_VARARGS, "Bilinear affine warp of a float32 image (tests)."},
     {"blur", blur, METH_VARARGS, "Gaussian blur of a float32 image (tests)."},

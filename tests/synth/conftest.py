@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from synth_service.draws import Draws
 from synth_service.library import ObjectLibrary
 from synthloc.coco import CocoDataset, mask_annotation
 from synthloc.imageio import write_png
@@ -20,7 +21,7 @@ class FlatBackground:
         self.level = level
         self.channels = channels
 
-    def sample(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    def sample(self, draws: Draws, height: int, width: int) -> np.ndarray:
         return np.full((height, width, self.channels), self.level, np.float32)
 
 

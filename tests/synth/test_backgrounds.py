@@ -16,6 +16,7 @@ from synth_service.backgrounds import (
     surviving_object_fraction,
     tile_windows,
 )
+from synth_service.draws import Draws
 from synth_service.intensity import normalize_intensity
 from synthloc.coco import CocoDataset, segmentation_to_mask
 from synthloc.errors import FailedPrecondition, InvalidInput
@@ -124,21 +125,21 @@ def test_bank_build_is_deterministic_and_records_provenance() -> None:
 
 def test_sample_shape_dtype_determinism_and_fresh_memory() -> None:
     bank = small_bank(channels=3)
-    canvas = bank.sample(np.random.default_rng(5), 48, 40)
+    canvas = bank.sample(Draws(5, 0), 48, 40)
     assert canvas.shape == (48, 40, 3) and canvas.dtype == np.float32
-    np.testing.assert_array_equal(canvas, bank.sample(np.random.default_rng(5), 48, 40))
-    assert not np.array_equal(canvas, bank.sample(np.random.default_rng(6), 48, 40))
+    np.testing.assert_array_equal(canvas, bank.sample(Draws(5, 0), 48, 40))
+    assert not np.array_equal(canvas, bank.sample(Draws(6, 0), 48, 40))
     assert not any(np.shares_memory(canvas, tile) for tile in bank.tiles)
     with pytest.raises(InvalidInput):
-        bank.sample(np.random.default_rng(0), 0, 10)
+        bank.sample(Draws(0, 0), 0, 10)
 
 
 def test_canvas_larger_than_a_tile_is_mirror_tiled_without_seams() -> None:
     ramp = np.add.outer(np.arange(16.0), 100 * np.arange(24.0))[..., None].astype(np.float32)
     bank = BackgroundBank([ramp], [TileSource(0, 0, 0, 16, 24, 0.0)])
-    rng = np.random.default_rng(0)
+    draws = Draws(0, 0)
     for height, width in [(50, 37), (20, 10), (10, 20), (16, 24), (24, 16), (7, 70)] * 8:
-        canvas = bank.sample(rng, height, width)[..., 0]
+        canvas = bank.sample(draws, height, width)[..., 0]
         assert canvas.shape == (height, width)
         assert set(np.unique(canvas)) <= set(np.unique(ramp))
         # Reflection repeats the edge pixel: neighbours never differ by more than one step.
