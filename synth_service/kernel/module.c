@@ -23,6 +23,10 @@ static void release(Buffers *b)
 static const void *take(Buffers *b, PyObject *obj, Py_ssize_t min_bytes, int writable,
                         const char *what)
 {
+    if (b->count == (int)(sizeof b->views / sizeof b->views[0])) {
+        PyErr_SetString(PyExc_RuntimeError, "too many buffers for one call");
+        return NULL;
+    }
     Py_buffer *view = &b->views[b->count];
     if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS))
         return NULL;
