@@ -31,6 +31,7 @@ PLACEMENT_TRIES = 12  # attempts per object (TRIES in kernel.h)
 PLACEMENT_DRAWS = 9  # uniforms one attempt consumes (PLACE_DRAWS)
 RENDER_DRAWS = 6  # uniforms one rendering consumes (LOOK_DRAWS)
 MAX_CHANNELS = 4  # MAX_CHANNELS
+LAYER_SLACK = 4  # LAYER_SLACK: 4-wide reads of the last pixel stay inside
 FEATHER_FLOOR = 1 / 1024  # feathered alpha below this is 0: a change no 8-bit image shows
 
 
@@ -80,8 +81,8 @@ def prepare(recipe: Recipe, library: ObjectLibrary) -> PreparedRecipe:
 def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
     """The library flattened for the kernel; built once per process and kept on the library.
 
-    Each object becomes (h + 2, w + 2, C + 2 rounded up to 4) layers: its pixels, its alpha
-    and its alpha feathered (Gaussian, FEATHER_SIGMA, in the object's own pixels: a blur per
+    Each object becomes (h + 2, w + 2, C + 2) layers: its pixels, its alpha and its alpha
+    feathered (Gaussian, FEATHER_SIGMA, in the object's own pixels: a blur per
     paste cost more than the paste), padded by one pixel (pixels mirrored, alphas 0) so that
     the warp of a placement reads inside them wherever an alpha can be above 0.
     """
@@ -92,13 +93,12 @@ def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
     channels = library.channels
     if not 1 <= channels <= MAX_CHANNELS:
         raise ValueError(f"objects have {channels} channels; the kernel takes 1 to {MAX_CHANNELS}")
-    stride = (channels + 2 + 3) // 4 * 4  # LAYER_STRIDE in kernel.h: whole SIMD vectors
     for o in library.objects:
         h, w = o.alpha.shape
         pixels = o.pixels.reshape(h, w, -1)
         soft = cv2.GaussianBlur(o.alpha, (0, 0), FEATHER_SIGMA)
         soft[soft < FEATHER_FLOOR] = 0.0  # the kernel pastes only where this is above 0
-        masks = np.dstack([o.alpha, soft, np.zeros((h, w, stride - channels - 2), np.float32)])
+        masks = np.dstack([o.alpha, soft])
         padded = np.dstack(
             [
                 np.pad(pixels, ((1, 1), (1, 1), (0, 0)), mode="symmetric"),
@@ -118,7 +118,7 @@ def library_pack(library: ObjectLibrary) -> tuple[np.ndarray, ...]:
             gaps.extend(library.context.gaps.get(c, ()))
         gap_start.append(len(gaps))
     pack = (
-        np.concatenate(layers) if layers else np.zeros(1, np.float32),
+        np.concatenate([*layers, np.zeros(LAYER_SLACK, np.float32)]),
         np.array(geometry or [(0, 0, 0, 0)], np.int64),
         np.array([o.background_level for o in library.objects] or [0.0], np.float64),
         np.concatenate([*library.by_class, np.zeros(0, np.int64)]).astype(np.int64),

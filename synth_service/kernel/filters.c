@@ -209,7 +209,7 @@ SIMD_CLONES int warp_layers(const float *layers, int ph, int pw, int channels,
     if (!scratch)
         return -1;
     const unsigned last_x = (unsigned)(pw - 1), last_y = (unsigned)(ph - 1);
-    float values[LAYER_STRIDE(MAX_CHANNELS)];
+    float values[LAYER_STRIDE(MAX_CHANNELS) + 4];
     for (int y = 0; y < dh; y++) {
         warp_row(inv, y, dw, r.w00, r.w01, r.w10, r.w11, r.x0, r.y0);
         /* Taps move monotonically along a row, so the pixels with all four inside the layers
@@ -232,8 +232,8 @@ SIMD_CLONES int warp_layers(const float *layers, int ph, int pw, int channels,
             const float *a = layers + (size_t)r.y0[x] * line + (size_t)r.x0[x] * stride;
             const float *b = a + line;
             const float w00 = r.w00[x], w01 = r.w01[x], w10 = r.w10[x], w11 = r.w11[x];
-            if (stride == 4) {
-                v4f v = load4(a) * w00 + load4(a + 4) * w01 + load4(b) * w10 + load4(b + 4) * w11;
+            if (stride == 3) { /* one channel: pixel, alpha, feathered alpha (and a spare lane) */
+                v4f v = load4(a) * w00 + load4(a + 3) * w01 + load4(b) * w10 + load4(b + 3) * w11;
                 pixels[at + x] = v[0];
                 alpha[at + x] = v[1];
                 soft[at + x] = v[2];

@@ -27,11 +27,13 @@ enum { NOISE_NONE = 1, NOISE_GAUSSIAN = 2, NOISE_POISSON = 3, NOISE_MATCHED = 4 
 enum { TRIES = 12, PLACE_DRAWS = 9, LOOK_DRAWS = 6 };
 
 /* The object library, flattened once per process (kernel.py, library_pack). An object's
- * layers are its pixels (channels values), alpha and feathered alpha per pixel, then zeros up
- * to a multiple of four values (LAYER_STRIDE), padded by one pixel on every side (pixels
- * mirrored, alphas 0): (h + 2, w + 2, LAYER_STRIDE(channels)). */
+ * layers are its pixels (channels values), alpha and feathered alpha per pixel (LAYER_STRIDE
+ * values), padded by one pixel on every side (pixels mirrored, alphas 0): (h + 2, w + 2,
+ * LAYER_STRIDE(channels)). Reads are four floats wide, so one may take a value of the next
+ * pixel (never used); LAYER_SLACK floats after the last object keep them in bounds. */
 #define MAX_CHANNELS 4
-#define LAYER_STRIDE(channels) (((channels) + 2 + 3) / 4 * 4)
+#define LAYER_STRIDE(channels) ((channels) + 2)
+#define LAYER_SLACK 4 /* floats after the last layer: a 4-wide read of any pixel stays inside */
 typedef struct {
     int channels;
     const float *layers;     /* every object's layers, back to back */
