@@ -13,7 +13,14 @@ TORCH_INDEX ?=
 demo: data  ## synthesize -> train -> export -> serve -> localize a held-out image (5 min)
 	$(BIN)/synthloc demo --out out/demo
 
-env: $(VENV)/.installed  ## create .venv and install synthloc with training and dev tools
+env: $(VENV)/.installed $(VENV)/.kernel  ## create .venv and install synthloc with training and dev tools
+
+# The compose kernel (C) is compiled at install; an editable install does not see later edits
+# to its sources, so a change to them reinstalls (a few seconds).
+KERNEL_SOURCES := $(wildcard synth_service/kernel/*.c synth_service/kernel/*.h)
+$(VENV)/.kernel: $(KERNEL_SOURCES) | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "synthloc needs Python >= 3.10"'
@@ -21,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
-	touch $@
+	touch $@ $(VENV)/.kernel
 
 data: env  ## download mnfinder + stardist from PyPI once and convert them to COCO
 	$(BIN)/synthloc data fetch all
