@@ -16,9 +16,9 @@ over the default), alternating, and reports its rate and its ratio to the defaul
 
 With --cost-model, instead: compose time at a fixed number of objects (0, 10, 20, 40; the
 slope is the cost of one object, the intercept the cost of a sample's canvas), the patch
-pixels an object brings, and OpenCV's own per-pixel rate for the warp and the blur on a large
-image (what SIMD code costs once per-call overhead is gone), so the gap to a goal can be
-split into arithmetic and overhead.
+pixels an object brings, and the per-pixel rate of a warp and a blur on a large image, by
+OpenCV and by the compose kernel's own primitives, so the gap to a goal can be split into
+arithmetic and overhead.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from synth_service import _kernel
 from synth_service.compose import compose
 from synth_service.engine import StreamPlan
 from synth_service.kernel import library_pack
@@ -122,6 +123,14 @@ def cost_model(state: SynthState, recipe: Recipe, images: int, rounds: int) -> d
             per_pixel(lambda: cv2.warpAffine(big, matrix, (256, 256))), 2
         ),
         "opencv_blur_ns_per_pixel": round(per_pixel(lambda: cv2.GaussianBlur(big, (0, 0), 1.0)), 2),
+        # The compose kernel's own primitives (synth_service/kernel/filters.c), same sizes.
+        "kernel_warp_ns_per_pixel": round(
+            per_pixel(lambda: _kernel.warp(big, 256, 256, 1, tuple(matrix.ravel()), 256, 256, 0)),
+            2,
+        ),
+        "kernel_blur_ns_per_pixel": round(
+            per_pixel(lambda: _kernel.blur(big, 256, 256, 1, 1.0)), 2
+        ),
     }
 
 
