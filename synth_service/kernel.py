@@ -5,9 +5,9 @@ on hard masks, the warp and photometric jitter of each object, its local backgro
 blur, noise and the hard or feathered paste, in painting order. In Python that was some forty
 small numpy/OpenCV calls per object; the call overhead, not the arithmetic, set the rate.
 
-What stays in Python: the random draws (the kernel takes fixed blocks of uniforms and one
-64-bit noise key, so the consumption of the generator never depends on what was placed) and
-Poisson cloning (OpenCV's seamlessClone, through a callback).
+What stays in Python: the recipe and the library, the sample's random draws taken in fixed
+blocks (draws.py, a counter-based stream computed here in C: consumption never depends on what
+was placed) and Poisson cloning (OpenCV's seamlessClone, called back per object).
 """
 
 from __future__ import annotations

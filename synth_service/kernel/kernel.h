@@ -96,7 +96,7 @@ int warp_linear(const float *src, int sh, int sw, int channels, int stride,
 int warp_layers(const float *layers, int ph, int pw, int channels, const double inv[6],
                 float *alpha, float *soft, float *pixels, int dh, int dw);
 int gaussian_blur(const float *src, float *dst, int h, int w, int channels, double sigma);
-void normal_quantiles(float *table); /* NORMALS values */
+void normal_quantiles(float *table); /* NORMALS values (noise.c) */
 
 /* Four floats (or ints), loaded unaligned: GCC and Clang vector extensions, plain SSE2 on
  * x86-64. A bilinear tap of up to four layers at once, or four running sums. */
@@ -141,7 +141,8 @@ void fill_background(const float *piece, int ch, int cw, int channels, int flip_
 void quantize_u8(const float *canvas, size_t count, uint8_t *out);
 void quantize_u16(const float *canvas, size_t count, uint16_t *out);
 
-/* Placement and occlusion (place.c): returns the number placed, -1 when out of memory. */
+/* Placement (place.c) and occlusion (occlusion.c): the number placed or left, -1 when out
+ * of memory. */
 int place_all(const Library *lib, const double *params, const int64_t *classes, int count,
               const double *tries, int height, int width, Arena *arena, Placed *out);
 int settle(Placed *placed, int count, double min_visible, const Arena *arena);
