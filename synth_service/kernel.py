@@ -169,7 +169,7 @@ def compose_objects(
 ) -> list[PastedObject]:
     """Place, settle, render and paste the objects of `classes` onto `canvas` (in place).
 
-    tries: (n, PLACEMENT_TRIES, PLACEMENT_DRAWS) uniforms, looks: (n, RENDER_DRAWS); canvas
+    tries: n * PLACEMENT_TRIES * PLACEMENT_DRAWS uniforms, looks: n * RENDER_DRAWS; canvas
     float32 (H, W, C); instance uint16 (H, W), marked k + 1 under the k-th painted object;
     noise_key (64 bits) numbers the sample's noise (normal_noise).
     """

@@ -110,6 +110,19 @@ static PyObject *compose_objects(PyObject *self, PyObject *args)
     if (!classes)
         goto fail_early;
     int count = (int)(classes_view->len / sizeof(int64_t));
+    /* Checked here so that no index read below can leave its buffer. */
+    const int64_t n_classes = b.views[5].len / (Py_ssize_t)sizeof(int64_t); /* anchor */
+    const Py_ssize_t blend_count = (Py_ssize_t)params[P_BLEND_COUNT];
+    if (blend_count < 1 || b.views[9].len < (P_BLEND + 2 * blend_count) * 8) {
+        PyErr_SetString(PyExc_ValueError, "params: blend modes missing or cut short");
+        goto fail_early;
+    }
+    for (int i = 0; i < count; i++)
+        if (classes[i] < 0 || classes[i] >= n_classes) {
+            PyErr_Format(PyExc_ValueError, "classes: %lld is not a library class",
+                         (long long)classes[i]);
+            goto fail_early;
+        }
     const double *tries = take(&b, tries_o, (Py_ssize_t)count * TRIES * PLACE_DRAWS * 8, 0,
                                "tries");
     const double *looks = tries ? take(&b, looks_o, (Py_ssize_t)count * LOOK_DRAWS * 8, 0,

@@ -11,7 +11,15 @@ import pytest
 
 from synth_service import _kernel
 from synth_service.compose import compose
-from synth_service.kernel import normal_noise
+from synth_service.draws import Draws
+from synth_service.kernel import (
+    PLACEMENT_DRAWS,
+    PLACEMENT_TRIES,
+    RENDER_DRAWS,
+    compose_objects,
+    normal_noise,
+    prepare,
+)
 from synth_service.recipe import NoiseModel, Recipe
 
 from .conftest import FlatBackground
@@ -184,3 +192,17 @@ def test_quantize_rounds_and_clips_to_8_and_16_bits() -> None:
     assert sixteen.tolist() == [0, 0, 129, 126, 32768, 65535, 65535, 65535]
     with pytest.raises(ValueError, match="bits must be 8 or 16"):
         _kernel.quantize(values, eight, 12)
+
+
+def test_compose_objects_refuses_indices_outside_its_buffers(disc_library) -> None:
+    prepared = prepare(Recipe(height=32, width=32), disc_library)
+    canvas = np.zeros((32, 32, 1), np.float32)
+    tries = Draws(0, 0).uniforms(PLACEMENT_TRIES * PLACEMENT_DRAWS)
+    looks = Draws(0, 1).uniforms(RENDER_DRAWS)
+    with pytest.raises(ValueError, match="classes: 7 is not a library class"):
+        compose_objects(disc_library, prepared, [7], tries, looks, canvas, None, 1)
+    cut = dataclasses.replace(prepared, params=prepared.params[:-2])
+    with pytest.raises(ValueError, match="params: blend modes missing or cut short"):
+        compose_objects(disc_library, cut, [0], tries, looks, canvas, None, 1)
+    (painted,) = compose_objects(disc_library, prepared, [0], tries, looks, canvas, None, 1)
+    assert painted.class_id == 0 and canvas.any()  # the same call, whole, still paints
