@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 
 from synth_service.compose import compose
-from synth_service.encode import encode_sample
+from synth_service.encode import encode_batch
 from synth_service.kernel import library_pack
 from synth_service.recipe import Recipe
 from synth_service.state import SynthState
@@ -69,17 +69,14 @@ def compose_batch(job: BatchJob) -> tuple[bytes, float]:
 def run_job(job: BatchJob, state: SynthState) -> tuple[bytes, float]:
     """compose_batch without the process-global state (also used in-process)."""
     start = time.perf_counter()
-    batch = synthesis_pb2.Batch(
+    samples = (
+        compose(job.recipe, state.library, state.backgrounds, job.seed, index, job.include_masks)
+        for index in job.indices
+    )
+    header = synthesis_pb2.Batch(
         recipe_hash=job.recipe_hash,
         library_hash=state.library_hash,
         class_names=state.library.class_names,
     )
-    for index in job.indices:
-        sample = compose(
-            job.recipe, state.library, state.backgrounds, job.seed, index, job.include_masks
-        )
-        batch.samples.append(
-            encode_sample(sample, job.encoding, job.include_masks, job.recipe.label_mode)
-        )
-    seconds = time.perf_counter() - start
-    return batch.SerializeToString(), seconds
+    data = encode_batch(samples, header, job.encoding, job.include_masks, job.recipe.label_mode)
+    return data, time.perf_counter() - start

@@ -15,20 +15,30 @@ _NUMPY = {common_pb2.DTYPE_UINT8: np.dtype("u1"), common_pb2.DTYPE_UINT16: np.dt
 
 def image_to_proto(pixels: np.ndarray, encoding: int) -> common_pb2.Image:
     """An HW or HWC uint8/uint16 array as an Image message, RAW (little-endian) or PNG."""
+    msg = image_header(pixels, encoding)
+    msg.data = bytes(image_data(pixels, encoding))
+    return msg
+
+
+def image_header(pixels: np.ndarray, encoding: int) -> common_pb2.Image:
+    """The Image message of an HW or HWC uint8/uint16 array without its data."""
     height, width = pixels.shape[:2]
-    channels = pixels.shape[2] if pixels.ndim == 3 else 1
-    msg = common_pb2.Image(
+    return common_pb2.Image(
         encoding=encoding or common_pb2.IMAGE_ENCODING_RAW,
         dtype=_DTYPES[pixels.dtype],
         height=height,
         width=width,
-        channels=channels,
+        channels=pixels.shape[2] if pixels.ndim == 3 else 1,
     )
+
+
+def image_data(pixels: np.ndarray, encoding: int) -> bytes | memoryview:
+    """What Image.data holds for the array: PNG bytes, or for RAW its little-endian pixels as
+    a view of the array (no copy where it is already contiguous and little-endian)."""
     if encoding == common_pb2.IMAGE_ENCODING_PNG:
-        msg.data = encode_png(pixels)
-    else:
-        msg.data = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
-    return msg
+        return encode_png(pixels)
+    raw = np.ascontiguousarray(pixels.astype(pixels.dtype.newbyteorder("<"), copy=False))
+    return memoryview(raw.reshape(-1).view(np.uint8))
 
 
 def image_from_proto(msg: common_pb2.Image) -> np.ndarray:
