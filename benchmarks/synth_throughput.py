@@ -15,7 +15,11 @@ Measured side by side in one run, each figure the median over --rounds rounds:
    replica's cores, so its own receiving counts against the stream; with --client-core the
    replica (its workers and serving process) and the in-process baseline keep the other
    cores and the client gets that one, as a trainer on its own machine would;
-4. bytes per sample on the wire, RAW and PNG.
+4. CPU per image of all the processes (server, workers, client; Linux /proc) in-process and
+   streamed, the client's share, and their ratio (with and without the client): on a
+   saturated machine it is what the rates' ratio is, but it moves less with the machine's
+   speed;
+5. bytes per sample on the wire, RAW and PNG.
 
 With --versus, each compose round also composes with that recipe (synthloc.v1.Recipe JSON
 over the default), alternating, and reports its rate and its ratio to the default's.
@@ -103,6 +107,31 @@ def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple
             count += len(batch.samples)
             size += batch.ByteSize()
         return count / (time.perf_counter() - start), size // max(count, 1)
+
+
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of process `pid` and of every process below it, by pid."""
+    seconds: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = [
+                int(c)
+                for task in Path(f"/proc/{p}/task").iterdir()
+                for c in (task / "children").read_text().split()
+            ]
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        seconds[p] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        todo += children
+    return seconds
+
+
+def cpu_per_image(before: dict[int, float], after: dict[int, float], images: int) -> float:
+    """CPU ms per image spent between two tree_cpu readings (processes in both)."""
+    return sum(after[p] - before[p] for p in after.keys() & before.keys()) / images * 1000
 
 
 def cost_model(state: SynthState, recipe: Recipe, images: int, rounds: int) -> dict:
@@ -237,11 +266,22 @@ def main() -> int:
             ) as client,
         ):
             in_process_rate(pool, plan, settings.max_inflight_batches)  # start the workers
+            client_pid = client.submit(os.getpid).result()
             for r in range(args.rounds):
                 record(compose_round(state, recipe, args.images // 2, r * 1000))
+                before = tree_cpu(os.getpid())
                 record({"in_process": in_process_rate(pool, plan, settings.max_inflight_batches)})
+                middle = tree_cpu(os.getpid())
                 rate, sizes["raw"] = client.submit(stream_rate, port, request).result()
-                record({"stream": rate})
+                after = tree_cpu(os.getpid())
+                record(
+                    {
+                        "stream": rate,
+                        "cpu_in_process": cpu_per_image(before, middle, count),
+                        "cpu_stream": cpu_per_image(middle, after, count),
+                        "cpu_client": cpu_per_image({client_pid: middle[client_pid]}, after, count),
+                    }
+                )
             png = synthesis_pb2.StreamBatchesRequest(
                 seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
             )
@@ -281,6 +321,30 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
             # Each round's stream against the same round's baseline: this VM drifts.
             "stream_efficiency": round(statistics.median(efficiency), 3),
             "stream_efficiency_rounds": [round(e, 3) for e in efficiency],
+            # All processes' CPU per image (server, workers, client): the same ratio as the
+            # rates on a saturated machine, but steadier where the machine's speed drifts.
+            "cpu_ms_per_image_in_process": round(med["cpu_in_process"], 3),
+            "cpu_ms_per_image_stream": round(med["cpu_stream"], 3),
+            "cpu_ms_per_image_client": round(med["cpu_client"], 3),
+            "stream_efficiency_by_cpu": round(
+                statistics.median(
+                    a / b for a, b in zip(rates["cpu_in_process"], rates["cpu_stream"], strict=True)
+                ),
+                3,
+            ),
+            # The same without the client's own receiving: what serving costs the replica.
+            "stream_efficiency_by_cpu_replica": round(
+                statistics.median(
+                    a / (b - c)
+                    for a, b, c in zip(
+                        rates["cpu_in_process"],
+                        rates["cpu_stream"],
+                        rates["cpu_client"],
+                        strict=True,
+                    )
+                ),
+                3,
+            ),
             "bytes_per_sample_raw": sizes["raw"],
             "bytes_per_sample_png": sizes["png"],
         }
