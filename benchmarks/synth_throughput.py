@@ -7,6 +7,8 @@ Measured side by side in one run, each figure the median over --rounds rounds:
 1. compose: images/s on one core (OpenCV pinned to one thread, as in the service's
    workers), 512x512, default recipe (12-28 objects, about 20);
 2. copy bound: images/s of np.copyto of the float32 canvas and of the uint8 output image;
+   and ms per sample to serialize a RAW batch of 16, as workers do (encode_batch: pixels
+   copied once) and by building the Batch message (what they did before);
 3. stream: images/s a Python client receives over loopback gRPC from a replica with W
    workers, divided by images/s of the same batches composed in-process by W processes (and
    taken in order, as many ahead of the reader as a stream composes); the
@@ -52,10 +54,11 @@ import numpy as np
 from google.protobuf import json_format
 
 from synth_service import _kernel
-from synth_service.compose import compose
+from synth_service.compose import Sample, compose
+from synth_service.encode import encode_batch, encode_sample
 from synth_service.engine import StreamPlan
 from synth_service.kernel import library_pack
-from synth_service.recipe import Recipe
+from synth_service.recipe import LabelMode, Recipe
 from synth_service.recipe_proto import recipe_from_proto
 from synth_service.server import create_server
 from synth_service.settings import SynthSettings
@@ -176,12 +179,40 @@ def cost_model(state: SynthState, recipe: Recipe, images: int, rounds: int) -> d
     }
 
 
+def encode_ms(samples: list[Sample], label_mode: LabelMode, repeats: int = 20) -> dict:
+    """ms per sample to serialize a batch of RAW samples: as workers do (encode_batch), and
+    by building the Batch message and serializing it (what workers did before)."""
+    header = synthesis_pb2.Batch(recipe_hash="r" * 64, library_hash="l" * 64)
+    raw = common_pb2.IMAGE_ENCODING_RAW
+
+    def spliced() -> bytes:
+        return encode_batch(samples, header, raw, False, label_mode)
+
+    def message() -> bytes:
+        batch = synthesis_pb2.Batch()
+        batch.CopyFrom(header)
+        for sample in samples:
+            batch.samples.append(encode_sample(sample, raw, False, label_mode))
+        return batch.SerializeToString()
+
+    figures = {}
+    for name, call in (("encode_batch", spliced), ("encode_message", message)):
+        call()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        figures[name] = (time.perf_counter() - start) / repeats / len(samples) * 1000
+    return figures
+
+
 def compose_round(state: SynthState, recipe: Recipe, images: int, offset: int) -> dict:
-    """One round of figures 1 and 2, back to back."""
+    """One round of figures 1 and 2, back to back, and the cost of encoding a batch."""
+    samples = [compose(recipe, state.library, state.backgrounds, 0, i) for i in range(16)]
     return {
         "compose": compose_rate(state, recipe, images, offset),
         "copy_f32": copy_rate((512, 512, 1), np.float32),
         "copy_u8": copy_rate((512, 512, 1), np.uint8),
+        **encode_ms(samples, recipe.label_mode),
     }
 
 
@@ -304,6 +335,8 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
         "copy_bound_float32_canvas_per_s": round(med["copy_f32"]),
         "copy_bound_uint8_image_per_s": round(med["copy_u8"]),
         "compose_vs_copy_bound": round(med["compose"] / med["copy_f32"], 4),
+        "encode_batch_ms_per_image": round(med["encode_batch"], 3),
+        "encode_as_message_ms_per_image": round(med["encode_message"], 3),
     }
     if "versus" in med:
         result["versus_images_per_s_per_core"] = round(med["versus"], 1)
