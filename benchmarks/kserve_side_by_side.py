@@ -2,19 +2,22 @@
 
     /path/to/kserve-venv/bin/python benchmarks/kserve_side_by_side.py \\
         --synthloc .venv/bin/synthloc --model model.onnx [--rounds 3] [--seconds 10] \\
-        [--checkout old=/path/to/other/checkout --checkout new=.]
+        [--checkout old=/path/to/other/checkout --checkout new=.] \\
+        [--checkout-args new='--max-queue-delay-ms 2']
 
 The servers serve the same ONNX file over the KServe v2 gRPC protocol; an unmodified
 tritonclient sends a [1, 1, 512, 512] FP32 tensor from 16 closed-loop client threads. Rounds
 alternate between the servers; medians of requests/s and p99 latency are reported. Each
 --checkout runs synthloc with PYTHONPATH set to that checkout (default: synthloc as
-installed). KServe runs twice: "kserve" with ONNX Runtime's default session options, as a
-KServe user would write it, and "kserve_alike" with synthloc's options (threads sleep between
-runs instead of spinning), so that ONNX Runtime is configured alike on both sides. Both venvs
-must have the same onnxruntime version (check `pip list`). Run with a Python that has
-`kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which needs protobuf 7);
-synthloc runs from its own venv as a subprocess. With --device cuda every server runs on the
-CUDA provider (synthloc with --require-gpu; the device machine's run, benchmarks/gpu/).
+installed); --checkout-args adds `infer serve` flags to one of them, so one checkout can run
+twice with a setting changed. KServe runs twice: "kserve" with ONNX Runtime's default session
+options, as a KServe user would write it, and "kserve_alike" with synthloc's options
+(threads sleep between runs instead of spinning), so that ONNX Runtime is configured alike on
+both sides. Both venvs must have the same onnxruntime version (check `pip list`). Run with a
+Python that has `kserve` and `tritonclient[grpc]` (they cannot share synthloc's venv, which
+needs protobuf 7); synthloc runs from its own venv as a subprocess. With --device cuda every
+server runs on the CUDA provider (synthloc with --require-gpu; the device machine's run,
+benchmarks/gpu/).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -93,10 +97,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed load first")
     parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH")
+    parser.add_argument(
+        "--checkout-args",
+        action="append",
+        default=[],
+        help="NAME='FLAGS': extra `infer serve` flags for one checkout",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     checkouts = dict(c.split("=", 1) for c in args.checkout) or {"synthloc": ""}
+    pairs = (a.split("=", 1) for a in args.checkout_args)
+    extra = {name: shlex.split(flags) for name, flags in pairs}
+    if unknown := extra.keys() - checkouts.keys():
+        parser.error(f"--checkout-args names checkouts not in --checkout: {sorted(unknown)}")
     targets, procs = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "det" / "1"
@@ -109,6 +123,7 @@ def main() -> int:
             command += ["--port", str(port), "--metrics-port", "-1", "--device", args.device]
             if args.device == "cuda":
                 command.append("--require-gpu")
+            command += extra.get(name, [])
             log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
             procs.append(subprocess.Popen(command, env=env, stderr=log))
             targets[name] = f"127.0.0.1:{port}"

@@ -6,9 +6,10 @@
 # points the loader at the CUDA and cuDNN libraries of the device's nvidia-* packages, and
 # measures, writing under $OUT (each step goes on if an earlier one failed):
 #   ort_gpu.json     ONNX Runtime alone, CUDA and CPU providers, batch 1/8/32 (infer_gpu.py)
-#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, batches padded or
-#                    not (infer_compare.py)
-#   kserve_gpu.json  the service vs KServe's ModelServer, both on CUDA (kserve_side_by_side.py)
+#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, with and without a
+#                    queue delay (infer_compare.py)
+#   kserve_gpu.json  the service (with and without a queue delay) vs KServe's ModelServer,
+#                    all on CUDA (kserve_side_by_side.py)
 # DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,10 +55,13 @@ providers=(cuda cpu)
 python3 benchmarks/infer_gpu.py --model "$model" --providers "${providers[@]}" \
   --json "$OUT/ort_gpu.json" \
   2>&1 | tee "$OUT/ort_gpu.log"
-# Two arms of this checkout: batches padded to powers of two with a session per size (the
-# default on CUDA) and varying batch shapes on one session, as before --pad-batches.
-python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm plain=. \
-  --arm-args plain='--pad-batches off' --device "$DEVICE" \
+# Three arms of this checkout: the defaults (batches padded to powers of two, a session per
+# size; a free worker takes what is queued at once), and a batch's first request waiting up
+# to 1 or 2 ms for company (--max-queue-delay-ms), the untried idea for batching and p99.
+# (Varying batch shapes on one session, --pad-batches off, was measured: 25 requests/s.)
+python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm delay1=. \
+  --arm delay2=. --arm-args delay1='--max-queue-delay-ms 1' \
+  --arm-args delay2='--max-queue-delay-ms 2' --device "$DEVICE" \
   --rounds "${ROUNDS:-3}" --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$OUT/service_gpu.log"
 # KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
@@ -65,4 +69,6 @@ printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$r
 chmod +x /tmp/synthloc
 PYTHONPATH="$kserve_site:$site" python3 benchmarks/kserve_side_by_side.py \
   --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "${ROUNDS:-3}" \
+  --checkout synthloc="$repo" --checkout delay2="$repo" \
+  --checkout-args delay2='--max-queue-delay-ms 2' \
   --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$OUT/kserve_gpu.log"
