@@ -16,6 +16,8 @@ import numpy as np
 from synthloc.errors import InvalidInput
 
 _KERNEL_3X3 = np.ones((3, 3), np.uint8)
+# Offsets of a cell's 8 neighbours in a map framed by one cell on every side.
+_NEIGHBOURS = [(dr, dc) for dr in range(3) for dc in range(3) if (dr, dc) != (1, 1)]
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,30 @@ def _logit(p: float) -> float:
 def local_peaks(score_map: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of 3x3 local maxima >= threshold, one per plateau, in raster order."""
     values = np.ascontiguousarray(score_map, np.float32)
-    # cv2.dilate is a 3x3 max filter; its border never wins, so edge cells can be peaks.
-    peak = ((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold)).astype(np.uint8)
-    rows, cols = np.nonzero(peak)  # raster order
+    above = np.flatnonzero(values >= threshold)  # raster order
+    if above.size == 0:
+        return above, above
+    if above.size * 16 > values.size:
+        # Dense: cv2.dilate is a 3x3 max filter; its border never wins, so edge cells can be
+        # peaks.
+        peak = ((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold)).astype(
+            np.uint8
+        )
+        rows, cols = np.nonzero(peak)
+    else:
+        # Sparse (the usual case: a few objects in a large map): the same test at the cells
+        # above the threshold only, each against its 8 neighbours, outside the map -inf.
+        rows, cols = np.divmod(above, values.shape[1])
+        framed = cv2.copyMakeBorder(values, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=-np.inf)
+        centre = values.ravel()[above]
+        keep = np.ones(above.size, bool)
+        for dr, dc in _NEIGHBOURS:
+            keep &= framed[rows + dr, cols + dc] <= centre
+        rows, cols = rows[keep], cols[keep]
+        if len(rows) < 2:
+            return rows, cols
+        peak = np.zeros(values.shape, np.uint8)
+        peak[rows, cols] = 1
     if len(rows) < 2:
         return rows, cols
     # Touching peaks share one value (each is the maximum of a window holding the other), so an
@@ -78,6 +101,8 @@ def decode_detector(
 ) -> list[Detection]:
     """Heatmap [K,h,w] scores, size [2,h,w] px, offset [2,h,w] cells -> detections by score."""
     found = [local_peaks(class_map, score_threshold) for class_map in heatmap]
+    if not any(len(rows) for rows, _ in found):
+        return []
     classes = np.concatenate([np.full(len(r), k) for k, (r, _) in enumerate(found)] or [[]])
     rows = np.concatenate([r for r, _ in found] or [[]]).astype(np.intp)
     cols = np.concatenate([c for _, c in found] or [[]]).astype(np.intp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -32,6 +33,41 @@ def test_local_peaks_keeps_one_cell_per_plateau_and_edge_peaks() -> None:
     scores[4, 0] = 0.2  # below the threshold
     rows, cols = local_peaks(scores, 0.5)
     assert list(zip(rows.tolist(), cols.tolist(), strict=True)) == [(1, 1), (5, 5)]
+
+
+def whole_map_peaks(values: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The definition: cells >= threshold equal to their 3x3 maximum (outside: -inf), first
+    cell in raster order of each 8-connected group of them."""
+    framed = np.pad(values, 1, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(framed, (3, 3)).max(axis=(2, 3))
+    peak = ((values == windows) & (values >= threshold)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(peak, connectivity=8)
+    rows, cols = np.nonzero(peak)
+    firsts = {}
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        firsts.setdefault(labels[r, c], (r, c))
+    kept = sorted(firsts.values())
+    return np.array([r for r, _ in kept], np.intp), np.array([c for _, c in kept], np.intp)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_local_peaks_matches_the_definition_on_sparse_and_dense_maps(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Few levels, so plateaus and ties are common. Dense: most cells pass the threshold (the
+    # whole-map path). Sparse: a few dozen raised cells, some in touching pairs, on a low map
+    # (the path that looks at the passing cells only).
+    dense = rng.integers(0, 6, (40, 33)).astype(np.float32) / 5
+    sparse = rng.integers(0, 3, (40, 33)).astype(np.float32) / 10
+    rows, cols = rng.integers(0, 40, 30), rng.integers(0, 32, 30)
+    sparse[rows, cols] = rng.integers(3, 6, 30) / 5
+    sparse[rows[:10], cols[:10] + 1] = sparse[rows[:10], cols[:10]]  # plateaus of two
+    for values, thresholds in ((dense, (0.0, 0.4, 0.8)), (sparse, (0.5, 0.7, 0.9, 1.1))):
+        for threshold in thresholds:
+            got = local_peaks(values, threshold)
+            want = whole_map_peaks(values, threshold)
+            assert [a.tolist() for a in got] == [a.tolist() for a in want]
+    assert np.count_nonzero(sparse >= 0.5) * 16 < sparse.size  # sparse enough for that path
+    assert len(local_peaks(sparse, 0.5)[0]) >= 5
 
 
 def test_local_peaks_keeps_one_cell_of_a_u_shaped_plateau() -> None:
