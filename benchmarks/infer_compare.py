@@ -10,6 +10,8 @@ under the same machine load: rounds alternate between the arms, medians are repo
 (a) p50 of Localize with a 512x512 raw uint8 tensor on the unbatched server, minus a direct
     ONNX Runtime call on the same prepared tensor in this process with the service's session
     options, also as a ratio; PNG decoding of the same image on its own;
+    with the server's own timings of those calls (decode, postprocess, and everything
+    outside the model run), which a CPU's millisecond swings in the model run do not blur;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
 Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off.
 Beside them, `echo_p50_ms`: the same call to benchmarks/echo_server.py, which answers at once,
@@ -60,7 +62,9 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
-    proc = subprocess.Popen(command, env=env, stderr=log)
+    # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
+    # the checkout, or every arm would import the code of the folder this was started from.
+    proc = subprocess.Popen(command, env=env, stderr=log, cwd=checkout.resolve())
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     ready = grpc.channel_ready_future(channel)
     for _ in range(240):
@@ -154,11 +158,30 @@ def main() -> int:
                     calls[name] = lambda n=name: stubs[n, "unbatched"].Localize(request)
                 for call in calls.values():
                     call()
+                server: dict[str, list] = {name: [] for name in arms}  # their own timings
                 for _ in range(args.repeats):
                     for key, call in calls.items():
                         start = time.perf_counter()
-                        call()
+                        answer = call()
                         times.setdefault(key, []).append(time.perf_counter() - start)
+                        if key in server:
+                            server[key].append(answer.timings)
+                for name, timings in server.items():
+                    # Inside the server, steadier than latencies around a model run that
+                    # varies by milliseconds on a CPU: decode, postprocess, and the rest
+                    # outside the model run (prepare, batching, the response).
+                    note(
+                        f"{name}.server_decode_p50_ms",
+                        percentile([t.decode_ms for t in timings], 50),
+                    )
+                    note(
+                        f"{name}.server_postprocess_p50_ms",
+                        percentile([t.postprocess_ms for t in timings], 50),
+                    )
+                    note(
+                        f"{name}.server_outside_model_p50_ms",
+                        percentile([t.total_ms - t.compute_ms for t in timings], 50),
+                    )
                 note("echo_p50_ms", 1000 * percentile(times["echo"], 50))
                 for ref in ("direct",):
                     direct = percentile(times[ref], 50)
