@@ -15,9 +15,9 @@ demo: data  ## synthesize -> train -> export -> serve -> localize a held-out ima
 
 env: $(VENV)/.installed $(VENV)/.kernel  ## create .venv and install synthloc with training and dev tools
 
-# The compose kernel (C) is compiled at install; an editable install does not see later edits
+# The compose kernel and synthloc's native helpers (C) are compiled at install; an editable install does not see later edits
 # to its sources, so a change to them reinstalls (a few seconds).
-KERNEL_SOURCES := $(wildcard synth_service/kernel/*.c synth_service/kernel/*.h)
+KERNEL_SOURCES := $(wildcard synth_service/kernel/*.c synth_service/kernel/*.h synthloc/native/*.c)
 $(VENV)/.kernel: $(KERNEL_SOURCES) | $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@

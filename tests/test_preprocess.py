@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from synthloc._native import order_statistics
 from synthloc.preprocess import match_channels, normalize_into, percentile_normalize, percentiles
 
 
@@ -14,6 +15,29 @@ def test_counting_percentiles_equal_numpy(dtype, top: int, shape) -> None:
     image = np.random.default_rng(1).integers(0, top, shape).astype(dtype)
     for qs in ((1.0, 99.9), (0.0, 100.0), (50.0,), (12.5, 87.5)):
         assert percentiles(image, qs) == pytest.approx(np.percentile(image, qs), abs=1e-9)
+
+
+def test_percentiles_of_swapped_and_strided_16_bit_images() -> None:
+    image = np.random.default_rng(2).integers(0, 4096, (60, 70)).astype(np.uint16)
+    for view in (image.astype(">u2"), image[::2, ::3], image.T):
+        assert percentiles(view, (1.0, 99.9)) == pytest.approx(np.percentile(view, (1.0, 99.9)))
+
+
+def test_order_statistics_reads_the_counts_and_refuses_bad_input() -> None:
+    pixels = np.array([5, 1, 1, 300, 2], np.uint16)
+    assert order_statistics(pixels, [0, 1, 2, 3, 4]) == [1, 1, 2, 5, 300]
+    assert order_statistics(pixels.astype(np.uint8), [4]) == [44]  # 300 wraps to 44
+    assert order_statistics(pixels, []) == []
+    with pytest.raises(TypeError, match="native uint8 or uint16 pixels, not format 'f'"):
+        order_statistics(pixels.astype(np.float32), [0])
+    with pytest.raises(TypeError, match="not format '>H'"):
+        order_statistics(pixels.astype(">u2"), [0])
+    with pytest.raises(ValueError, match="ranks must ascend and be below the pixel count"):
+        order_statistics(pixels, [2, 1])
+    with pytest.raises(ValueError, match="ranks must ascend and be below the pixel count"):
+        order_statistics(pixels, [5])
+    with pytest.raises(ValueError, match="1 to 2\\*\\*32 - 1 pixels, not 0"):
+        order_statistics(np.zeros(0, np.uint8), [])
 
 
 def test_normalize_maps_the_percentiles_to_0_and_1() -> None:

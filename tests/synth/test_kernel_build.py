@@ -39,7 +39,8 @@ def _baseline_kernel(folder: Path):
     import tomllib
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    (ext,) = config["tool"]["setuptools"]["ext-modules"]
+    modules = config["tool"]["setuptools"]["ext-modules"]
+    (ext,) = [m for m in modules if m["name"] == "synth_service._kernel"]
     target = folder / ("_kernel" + sysconfig.get_config_var("EXT_SUFFIX"))
     command = [
         "gcc", "-shared", "-fPIC", *ext["extra-compile-args"], "-DSYNTHLOC_NO_CLONES",
