@@ -236,14 +236,17 @@ def main() -> int:
     )
     parser.add_argument("--versus", type=Path, help="a recipe to compose beside the default")
     args = parser.parse_args()
-    cores = sorted(os.sched_getaffinity(0))
-    client_cores = set(cores)
+    client_cores = None  # the client's affinity: unchanged unless --client-core
     if args.client_core:
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--client-core pins processes to cores, which needs Linux")
+        cores = sorted(os.sched_getaffinity(0))
         if len(cores) < 2:
             parser.error("--client-core needs at least 2 cores")
         client_cores = {cores[-1]}
         os.sched_setaffinity(0, cores[:-1])  # inherited by the server's and baseline's workers
-    args.workers = args.workers or len(os.sched_getaffinity(0))
+        args.workers = args.workers or len(cores) - 1
+    args.workers = args.workers or os.cpu_count() or 1
 
     cv2.setNumThreads(1)  # per core: OpenCV must not spread one compose over several threads
     state = SynthState.build(args.library)
@@ -292,8 +295,8 @@ def main() -> int:
             ProcessPoolExecutor(
                 1,
                 multiprocessing.get_context("spawn"),
-                initializer=os.sched_setaffinity,
-                initargs=(0, client_cores),
+                initializer=None if client_cores is None else os.sched_setaffinity,
+                initargs=() if client_cores is None else (0, client_cores),
             ) as client,
         ):
             in_process_rate(pool, plan, settings.max_inflight_batches)  # start the workers
@@ -310,7 +313,9 @@ def main() -> int:
                         "stream": rate,
                         "cpu_in_process": cpu_per_image(before, middle, count),
                         "cpu_stream": cpu_per_image(middle, after, count),
-                        "cpu_client": cpu_per_image({client_pid: middle[client_pid]}, after, count),
+                        "cpu_client": cpu_per_image(
+                            {p: middle[p] for p in (client_pid,) if p in middle}, after, count
+                        ),
                     }
                 )
             png = synthesis_pb2.StreamBatchesRequest(
@@ -346,6 +351,10 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
             ),
             3,
         )
+    if "stream" in med and not med.get("cpu_in_process"):  # no /proc (not Linux)
+        for key in ("cpu_in_process", "cpu_stream", "cpu_client"):
+            rates.pop(key, None)
+            med.pop(key, None)
     if "stream" in med:
         efficiency = [a / b for a, b in zip(rates["stream"], rates["in_process"], strict=True)]
         result |= {
@@ -354,6 +363,11 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
             # Each round's stream against the same round's baseline: this VM drifts.
             "stream_efficiency": round(statistics.median(efficiency), 3),
             "stream_efficiency_rounds": [round(e, 3) for e in efficiency],
+            "bytes_per_sample_raw": sizes["raw"],
+            "bytes_per_sample_png": sizes["png"],
+        }
+    if "cpu_in_process" in med:
+        result |= {
             # All processes' CPU per image (server, workers, client): the same ratio as the
             # rates on a saturated machine, but steadier where the machine's speed drifts.
             "cpu_ms_per_image_in_process": round(med["cpu_in_process"], 3),
@@ -378,8 +392,6 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
                 ),
                 3,
             ),
-            "bytes_per_sample_raw": sizes["raw"],
-            "bytes_per_sample_png": sizes["png"],
         }
     for key, value in result.items():
         print(f"{key:36s} {value}")
