@@ -1,5 +1,6 @@
-"""Types of synthloc._native (synthloc/native/histogram.c)."""
+"""Types of synthloc._native (synthloc/native/pixels.c)."""
 
 from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 def order_statistics(pixels: Buffer, ranks: list[int]) -> list[int]: ...
+def scale_into(pixels: Buffer, target: Buffer, lo: float, factor: float) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthloc._native import order_statistics
+from synthloc._native import order_statistics, scale_into
 from synthloc.preprocess import match_channels, normalize_into, percentile_normalize, percentiles
 
 
@@ -38,6 +38,25 @@ def test_order_statistics_reads_the_counts_and_refuses_bad_input() -> None:
         order_statistics(pixels, [5])
     with pytest.raises(ValueError, match="1 to 2\\*\\*32 - 1 pixels, not 0"):
         order_statistics(np.zeros(0, np.uint8), [])
+
+
+def test_scale_into_matches_numpy_and_refuses_bad_input() -> None:
+    pixels = np.random.default_rng(3).integers(0, 4096, (9, 14)).astype(np.uint16)
+    lo, factor = np.float32(7.25), np.float32(1 / 3001)
+    want = (pixels.astype(np.float32) - lo) * factor
+    out = np.zeros((9, 20), np.float32)
+    scale_into(pixels, out[:, :14], float(lo), float(factor))  # rows of a wider buffer
+    assert out[:, :14].tobytes() == want.tobytes() and not out[:, 14:].any()
+    scale_into(pixels[:, ::2], out[:, :7], float(lo), float(factor))  # strided pixels
+    assert out[:, :7].tobytes() == np.ascontiguousarray(want[:, ::2]).tobytes()
+    with pytest.raises(TypeError, match="native uint8 or uint16 pixels, not format 'f'"):
+        scale_into(want, out[:, :14], 0.0, 1.0)
+    with pytest.raises(TypeError, match="writes native float32"):
+        scale_into(pixels, np.zeros((9, 14)), 0.0, 1.0)
+    with pytest.raises(ValueError, match="2-D pixels and a target of their shape"):
+        scale_into(pixels, out, 0.0, 1.0)
+    with pytest.raises(ValueError, match="rows of contiguous floats"):
+        scale_into(pixels[:, :7], out[:, ::2][:, :7], 0.0, 1.0)
 
 
 def test_normalize_maps_the_percentiles_to_0_and_1() -> None:

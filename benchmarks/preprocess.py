@@ -1,14 +1,16 @@
-"""Percentiles of 8/16-bit images: synthloc.preprocess.percentiles against what it replaced.
+"""Input normalisation of 8/16-bit images: synthloc.preprocess against what it replaced.
 
-    .venv/bin/python benchmarks/percentiles.py [--rounds 5]
+    .venv/bin/python benchmarks/preprocess.py [--rounds 5]
 
 Side by side in one run, medians over --rounds rounds, for 512x512 8-bit, 512x512 and
-2048x2048 12-bit (a microscope's or a DICOM's range) and 512x512 full 16-bit noise:
-- synthloc: the counting and reading in C (synthloc/native/histogram.c);
+2048x2048 12-bit (a microscope's or a DICOM's range) and 512x512 full 16-bit noise.
+Percentiles:
+- synthloc: the counting and reading in C (synthloc/native/pixels.c);
 - counting in numpy/OpenCV: cv2.calcHist (8-bit) or np.bincount (16-bit), np.cumsum and
   np.searchsorted, as synthloc did before;
 - np.percentile, which sorts.
-Every method's answer is checked against np.percentile first.
+Scaling into a float32 buffer given the percentiles: synthloc's one pass in C against numpy's
+subtract and multiply. Every answer is checked against numpy's first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import cv2
 import numpy as np
 
+from synthloc._native import scale_into
 from synthloc.preprocess import percentiles
 
 QS = (1.0, 99.9)
@@ -90,7 +93,46 @@ def main() -> int:
             for a, b in zip(times[label, "counted_in_numpy"], times[label, "synthloc"], strict=True)
         )
         print(f"{label:24s} {ms[0]:10.3f} {ms[1]:12.3f} {ms[2]:14.3f}   {ratio:.2f}x")
+    scaling(images, args.rounds)
     return 0
+
+
+def scaling(images: dict[str, np.ndarray], rounds: int) -> None:
+    """(pixels - lo) * factor into a float32 buffer: C against numpy, same values."""
+    lo, factor = np.float32(11.5), np.float32(1 / 3000)
+
+    def in_c(image: np.ndarray, out: np.ndarray) -> None:
+        scale_into(image, out, float(lo), float(factor))
+
+    def in_numpy(image: np.ndarray, out: np.ndarray) -> None:
+        np.subtract(image, lo, out=out, dtype=np.float32, casting="unsafe")
+        out *= factor
+
+    methods = {"synthloc": in_c, "numpy": in_numpy}
+    outs = {label: np.empty(image.shape, np.float32) for label, image in images.items()}
+    for label, image in images.items():
+        in_numpy(image, want := np.empty(image.shape, np.float32))
+        in_c(image, outs[label])
+        if outs[label].tobytes() != want.tobytes():
+            raise SystemExit(f"scaling {label} in C differs from numpy")
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for label, image in images.items():
+            repeats = max(3, int(2e7 / image.size))
+            for name, call in methods.items():
+                call(image, outs[label])
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    call(image, outs[label])
+                ms = (time.perf_counter() - start) / repeats * 1000
+                times.setdefault((label, name), []).append(ms)
+    print(f"\n{'scaling':24s} {'synthloc':>10s} {'numpy':>12s} ms, speed-up")
+    for label in images:
+        c, n = (statistics.median(times[label, name]) for name in methods)
+        ratio = statistics.median(
+            a / b for a, b in zip(times[label, "numpy"], times[label, "synthloc"], strict=True)
+        )
+        print(f"{label:24s} {c:10.3f} {n:12.3f}   {ratio:.2f}x")
 
 
 if __name__ == "__main__":
