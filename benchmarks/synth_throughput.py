@@ -113,7 +113,8 @@ def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple
 
 
 def tree_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of process `pid` and of every process below it, by pid."""
+    """CPU seconds (user + system) of process `pid` and of every process below it, by pid
+    (empty without Linux's /proc)."""
     seconds: dict[int, float] = {}
     todo = [pid]
     while todo:
@@ -308,16 +309,17 @@ def main() -> int:
                 middle = tree_cpu(os.getpid())
                 rate, sizes["raw"] = client.submit(stream_rate, port, request).result()
                 after = tree_cpu(os.getpid())
-                record(
-                    {
-                        "stream": rate,
-                        "cpu_in_process": cpu_per_image(before, middle, count),
-                        "cpu_stream": cpu_per_image(middle, after, count),
-                        "cpu_client": cpu_per_image(
-                            {p: middle[p] for p in (client_pid,) if p in middle}, after, count
-                        ),
-                    }
-                )
+                record({"stream": rate})
+                if before:  # CPU times come from Linux's /proc
+                    record(
+                        {
+                            "cpu_in_process": cpu_per_image(before, middle, count),
+                            "cpu_stream": cpu_per_image(middle, after, count),
+                            "cpu_client": cpu_per_image(
+                                {client_pid: middle[client_pid]}, after, count
+                            ),
+                        }
+                    )
             png = synthesis_pb2.StreamBatchesRequest(
                 seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
             )
@@ -351,10 +353,6 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
             ),
             3,
         )
-    if "stream" in med and not med.get("cpu_in_process"):  # no /proc (not Linux)
-        for key in ("cpu_in_process", "cpu_stream", "cpu_client"):
-            rates.pop(key, None)
-            med.pop(key, None)
     if "stream" in med:
         efficiency = [a / b for a, b in zip(rates["stream"], rates["in_process"], strict=True)]
         result |= {

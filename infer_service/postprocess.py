@@ -55,10 +55,7 @@ def local_peaks(score_map: np.ndarray, threshold: float) -> tuple[np.ndarray, np
     if above.size * 16 > values.size:
         # Dense: cv2.dilate is a 3x3 max filter; its border never wins, so edge cells can be
         # peaks.
-        peak = ((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold)).astype(
-            np.uint8
-        )
-        rows, cols = np.nonzero(peak)
+        rows, cols = np.nonzero((values == cv2.dilate(values, _KERNEL_3X3)) & (values >= threshold))
     else:
         # Sparse (the usual case: a few objects in a large map): the same test at the cells
         # above the threshold only, each against its 8 neighbours, outside the map -inf.
@@ -69,12 +66,10 @@ def local_peaks(score_map: np.ndarray, threshold: float) -> tuple[np.ndarray, np
         for dr, dc in _NEIGHBOURS:
             keep &= framed[rows + dr, cols + dc] <= centre
         rows, cols = rows[keep], cols[keep]
-        if len(rows) < 2:
-            return rows, cols
-        peak = np.zeros(values.shape, np.uint8)
-        peak[rows, cols] = 1
     if len(rows) < 2:
         return rows, cols
+    peak = np.zeros(values.shape, np.uint8)
+    peak[rows, cols] = 1
     # Touching peaks share one value (each is the maximum of a window holding the other), so an
     # 8-connected group of peaks is a plateau: keep its first cell in raster order. Only the
     # peak cells are searched, not the whole map.

@@ -31,14 +31,14 @@ def percentiles(image: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     n = flat.size
     if n == 0 or n >= 1 << 32:
         return [float(v) for v in np.percentile(image, qs)]
-    # Linear interpolation between order statistics `below` and `below + 1` of each q.
+    # Linear interpolation between order statistics `below` and `above` of each q.
     ranks = [q / 100 * (n - 1) for q in qs]
-    wanted = sorted({i for r in ranks for i in (math.floor(r), min(math.floor(r) + 1, n - 1))})
+    pairs = [(math.floor(r), min(math.floor(r) + 1, n - 1)) for r in ranks]
+    wanted = sorted({i for pair in pairs for i in pair})
     value = dict(zip(wanted, order_statistics(flat, wanted), strict=True))
     return [
-        value[math.floor(r)]
-        + (value[min(math.floor(r) + 1, n - 1)] - value[math.floor(r)]) * (r - math.floor(r))
-        for r in ranks
+        value[below] + (value[above] - value[below]) * (r - below)
+        for r, (below, above) in zip(ranks, pairs, strict=True)
     ]
 
 

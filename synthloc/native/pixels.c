@@ -63,6 +63,28 @@ static void walk(const uint64_t *counts, int bins, const uint64_t *ranks, int k,
     }
 }
 
+/* The pixel width of a buffer, 1 (uint8) or 2 (uint16) bytes, in native byte order ('@' or
+ * '=' may lead; numpy marks swapped arrays '>' or '<'); 0 for anything else. */
+static int pixel_bytes(const Py_buffer *view)
+{
+    const char *format = view->format ? view->format : "B";
+    if (format[0] == '@' || format[0] == '=')
+        format++;
+    if (view->itemsize == 1 && strcmp(format, "B") == 0)
+        return 1;
+    if (view->itemsize == 2 && strcmp(format, "H") == 0)
+        return 2;
+    return 0;
+}
+
+static int is_float32(const Py_buffer *view)
+{
+    const char *format = view->format ? view->format : "B";
+    if (format[0] == '@' || format[0] == '=')
+        format++;
+    return view->itemsize == 4 && strcmp(format, "f") == 0;
+}
+
 static PyObject *order_statistics(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -75,12 +97,8 @@ static PyObject *order_statistics(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     uint64_t *counts = NULL, *ranks = NULL;
     long *values = NULL;
-    /* Native byte order only ('@' or '=' may lead); numpy marks swapped arrays '>' or '<'. */
-    const char *format = view.format ? view.format : "B";
-    if (format[0] == '@' || format[0] == '=')
-        format++;
-    int wide = view.itemsize == 2 && strcmp(format, "H") == 0;
-    if (!wide && !(view.itemsize == 1 && strcmp(format, "B") == 0)) {
+    int bytes = pixel_bytes(&view), wide = bytes == 2;
+    if (bytes == 0) {
         PyErr_Format(PyExc_TypeError, "order_statistics takes native uint8 or uint16 pixels, "
                      "not format '%s'", view.format ? view.format : "B");
         goto done;
@@ -162,17 +180,11 @@ static PyObject *scale_into(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    const char *format = in.format ? in.format : "B";
-    if (format[0] == '@' || format[0] == '=')
-        format++;
-    int wide = in.itemsize == 2 && strcmp(format, "H") == 0;
-    const char *out_format = out.format ? out.format : "B";
-    if (out_format[0] == '@' || out_format[0] == '=')
-        out_format++;
-    if (!wide && !(in.itemsize == 1 && strcmp(format, "B") == 0))
+    int bytes = pixel_bytes(&in), wide = bytes == 2;
+    if (bytes == 0)
         PyErr_Format(PyExc_TypeError, "scale_into takes native uint8 or uint16 pixels, not "
                      "format '%s'", in.format ? in.format : "B");
-    else if (strcmp(out_format, "f") != 0 || out.itemsize != 4)
+    else if (!is_float32(&out))
         PyErr_SetString(PyExc_TypeError, "scale_into writes native float32");
     else if (in.ndim != 2 || out.ndim != 2 || in.shape[0] != out.shape[0] ||
              in.shape[1] != out.shape[1])
