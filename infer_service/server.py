@@ -23,6 +23,7 @@ from infer_service.servicer import SERVICE_NAME, LocalizationServicer
 from infer_service.settings import InferSettings
 from synthloc.errors import FailedPrecondition
 from synthloc.grpc_errors import ErrorInterceptor
+from synthloc.memory import keep_freed_memory
 from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
 from synthloc.v1 import localization_pb2_grpc
 
@@ -144,6 +145,7 @@ class InferServer:
 
 def create_server(settings: InferSettings) -> tuple[InferServer, int]:
     """Load the repository and bind the port; not started yet."""
+    keep_freed_memory()  # every request allocates and drops buffers of a MiB or more
     server = InferServer(settings)
     return server, server.port
 

@@ -16,6 +16,7 @@ from synth_service.metrics import SynthMetrics
 from synth_service.servicer import SERVICE_NAME, SynthesisServicer, generic_handler
 from synth_service.settings import SynthSettings
 from synthloc.grpc_errors import ErrorInterceptor
+from synthloc.memory import keep_freed_memory
 from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class SynthServer:
 
 def create_server(settings: SynthSettings) -> tuple[SynthServer, int]:
     """Build the replica (library, backgrounds, workers) and bind its port; not started yet."""
+    keep_freed_memory()  # the serving process receives and sends every batch
     engine = SynthesisEngine.from_settings(settings)
     try:
         server = SynthServer(settings, engine)

@@ -19,6 +19,7 @@ from synth_service.encode import encode_batch
 from synth_service.kernel import library_pack
 from synth_service.recipe import Recipe
 from synth_service.state import SynthState
+from synthloc.memory import keep_freed_memory
 from synthloc.v1 import synthesis_pb2
 
 # Per-process state set by the pool initializer: the standard pattern for process pools,
@@ -46,6 +47,7 @@ def init_worker(state_path: str, parent: int | None = None) -> None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # One worker per core: OpenCV's own threads would only compete with the other workers.
     cv2.setNumThreads(1)
+    keep_freed_memory()  # a batch of a few MiB is built and dropped every few milliseconds
     _STATE = SynthState.load(Path(state_path))
     library_pack(_STATE.library)  # the compose kernel's copy, made now rather than mid-stream
 
