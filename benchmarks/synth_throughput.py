@@ -36,6 +36,7 @@ arithmetic and overhead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -121,15 +122,13 @@ def tree_cpu(pid: int) -> dict[int, float]:
         p = todo.pop()
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            children = [
-                int(c)
-                for task in Path(f"/proc/{p}/task").iterdir()
-                for c in (task / "children").read_text().split()
-            ]
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
         except FileNotFoundError:  # ended meanwhile
             continue
         seconds[p] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        todo += children
+        for task in tasks:
+            with contextlib.suppress(FileNotFoundError):  # a thread ended meanwhile
+                todo += [int(c) for c in (task / "children").read_text().split()]
     return seconds
 
 
