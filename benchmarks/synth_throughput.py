@@ -1,7 +1,7 @@
 """Synthesis throughput: compose speed per core, memory-copy bound, and stream efficiency.
 
     .venv/bin/python benchmarks/synth_throughput.py [--library TRAIN.json] [--rounds 5]
-        [--compose-only] [--cost-model] [--versus RECIPE.json] [--client-core]
+        [--compose-only] [--cost-model] [--versus RECIPE.json] [--client-core] [--versus-pipe]
 
 Measured side by side in one run, each figure the median over --rounds rounds:
 1. compose: images/s on one core (OpenCV pinned to one thread, as in the service's
@@ -10,10 +10,11 @@ Measured side by side in one run, each figure the median over --rounds rounds:
    and ms per sample to serialize a RAW batch of 16, as workers do (encode_batch: pixels
    copied once) and by building the Batch message (what they did before);
 3. stream: images/s a Python client receives over loopback gRPC from a replica with W
-   workers, divided by images/s of the same batches composed in-process by W processes (and
-   taken in order, as many ahead of the reader as a stream composes); the
-   client runs in a process of its own, as a trainer does (sharing the server's interpreter,
-   it would also share its GIL, which no deployment does). By default the client shares the
+   workers, divided by images/s of the same batches taken from the replica's engine in this
+   process without gRPC (the same workers and hand-over, in order, as many ahead of the
+   reader as a stream composes); the client runs in a process of its own, as a trainer does
+   (sharing the server's interpreter, it would also share its GIL, which no deployment
+   does). By default the client shares the
    replica's cores, so its own receiving counts against the stream; with --client-core the
    replica (its workers and serving process) and the in-process baseline keep the other
    cores and the client gets that one, as a trainer on its own machine would;
@@ -22,6 +23,9 @@ Measured side by side in one run, each figure the median over --rounds rounds:
    saturated machine it is what the rates' ratio is, but it moves less with the machine's
    speed;
 5. bytes per sample on the wire, RAW and PNG.
+
+With --versus-pipe, a second replica whose workers hand batches over through the process
+pool's pipe instead of shared slots (shared_memory_slots=0) is measured in the same rounds.
 
 With --versus, each compose round also composes with that recipe (synthloc.v1.Recipe JSON
 over the default), alternating, and reports its rate and its ratio to the default's.
@@ -43,9 +47,7 @@ import multiprocessing
 import os
 import statistics
 import sys
-import tempfile
 import time
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -57,14 +59,13 @@ from google.protobuf import json_format
 from synth_service import _kernel
 from synth_service.compose import Sample, compose
 from synth_service.encode import encode_batch, encode_sample
-from synth_service.engine import StreamPlan
+from synth_service.engine import StreamControl, StreamPlan, SynthesisEngine
 from synth_service.kernel import library_pack
 from synth_service.recipe import LabelMode, Recipe
 from synth_service.recipe_proto import recipe_from_proto
 from synth_service.server import create_server
 from synth_service.settings import SynthSettings
 from synth_service.state import SynthState
-from synth_service.worker import compose_batch, init_worker
 from synthloc.datasets.fetch import default_root
 from synthloc.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 
@@ -84,19 +85,11 @@ def copy_rate(shape: tuple[int, ...], dtype: type, repeats: int = 2000) -> float
     return repeats / (time.perf_counter() - start)
 
 
-def in_process_rate(pool: ProcessPoolExecutor, plan: StreamPlan, ahead: int) -> float:
-    """Images/s of the plan's batches composed by the pool and taken in order, at most `ahead`
-    batches ahead of the reader (as the server's streams are), each dropped once taken."""
+def in_process_rate(engine: SynthesisEngine, plan: StreamPlan) -> float:
+    """Images/s of the plan's batches from the replica's own engine, without gRPC: the same
+    workers and hand-over, taken in order as many batches ahead as a stream composes."""
     start = time.perf_counter()
-    pending: deque = deque()
-    count = 0
-    for job in plan.jobs():
-        pending.append(pool.submit(compose_batch, job))
-        count += len(job.indices)
-        if len(pending) >= ahead:
-            pending.popleft().result()
-    for future in pending:
-        future.result()
+    count = sum(samples for _, samples, _ in engine.run(plan, StreamControl()))
     return count / (time.perf_counter() - start)
 
 
@@ -235,6 +228,11 @@ def main() -> int:
         "--cost-model", action="store_true", help="fixed and per-object cost (see above)"
     )
     parser.add_argument("--versus", type=Path, help="a recipe to compose beside the default")
+    parser.add_argument(
+        "--versus-pipe",
+        action="store_true",
+        help="also measure a replica whose workers hand batches over in the pool's pipe",
+    )
     args = parser.parse_args()
     client_cores = None  # the client's affinity: unchanged unless --client-core
     if args.client_core:
@@ -282,48 +280,44 @@ def main() -> int:
     server, port = create_server(settings)
     server.start()
     plan = server.engine.plan(request)
-    with tempfile.TemporaryDirectory() as tmp:
-        state_file = Path(tmp) / "state.pickle"
-        state.save(state_file)
-        with (
-            ProcessPoolExecutor(
-                args.workers,
-                multiprocessing.get_context("spawn"),
-                initializer=init_worker,
-                initargs=(str(state_file),),
-            ) as pool,
-            ProcessPoolExecutor(
-                1,
-                multiprocessing.get_context("spawn"),
-                initializer=None if client_cores is None else os.sched_setaffinity,
-                initargs=() if client_cores is None else (0, client_cores),
-            ) as client,
-        ):
-            in_process_rate(pool, plan, settings.max_inflight_batches)  # start the workers
-            client_pid = client.submit(os.getpid).result()
-            for r in range(args.rounds):
-                record(compose_round(state, recipe, args.images // 2, r * 1000))
-                before = tree_cpu(os.getpid())
-                record({"in_process": in_process_rate(pool, plan, settings.max_inflight_batches)})
-                middle = tree_cpu(os.getpid())
-                rate, sizes["raw"] = client.submit(stream_rate, port, request).result()
-                after = tree_cpu(os.getpid())
-                record({"stream": rate})
-                if before:  # CPU times come from Linux's /proc
-                    record(
-                        {
-                            "cpu_in_process": cpu_per_image(before, middle, count),
-                            "cpu_stream": cpu_per_image(middle, after, count),
-                            "cpu_client": cpu_per_image(
-                                {client_pid: middle[client_pid]}, after, count
-                            ),
-                        }
-                    )
-            png = synthesis_pb2.StreamBatchesRequest(
-                seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
-            )
-            _, sizes["png"] = client.submit(stream_rate, port, png).result()
+    pipe = None  # with --versus-pipe, a replica whose workers hand batches over in the pipe
+    if args.versus_pipe:
+        pipe, _ = create_server(dataclasses.replace(settings, shared_memory_slots=0))
+        pipe.start()
+    with ProcessPoolExecutor(
+        1,
+        multiprocessing.get_context("spawn"),
+        initializer=None if client_cores is None else os.sched_setaffinity,
+        initargs=() if client_cores is None else (0, client_cores),
+    ) as client:
+        in_process_rate(server.engine, plan)  # start the workers
+        client_pid = client.submit(os.getpid).result()
+        for r in range(args.rounds):
+            record(compose_round(state, recipe, args.images // 2, r * 1000))
+            before = tree_cpu(os.getpid())
+            record({"in_process": in_process_rate(server.engine, plan)})
+            middle = tree_cpu(os.getpid())
+            rate, sizes["raw"] = client.submit(stream_rate, port, request).result()
+            after = tree_cpu(os.getpid())
+            record({"stream": rate})
+            if pipe is not None:
+                record({"pipe_in_process": in_process_rate(pipe.engine, plan)})
+                record({"pipe_stream": client.submit(stream_rate, pipe.port, request).result()[0]})
+            if before:  # CPU times come from Linux's /proc
+                record(
+                    {
+                        "cpu_in_process": cpu_per_image(before, middle, count),
+                        "cpu_stream": cpu_per_image(middle, after, count),
+                        "cpu_client": cpu_per_image({client_pid: middle[client_pid]}, after, count),
+                    }
+                )
+        png = synthesis_pb2.StreamBatchesRequest(
+            seed=1, count=64, batch_size=batch, encoding=common_pb2.IMAGE_ENCODING_PNG
+        )
+        _, sizes["png"] = client.submit(stream_rate, port, png).result()
     server.stop(grace=1)
+    if pipe is not None:
+        pipe.stop(grace=1)
     return report(rates, sizes, args)
 
 
@@ -362,6 +356,25 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
             "stream_efficiency_rounds": [round(e, 3) for e in efficiency],
             "bytes_per_sample_raw": sizes["raw"],
             "bytes_per_sample_png": sizes["png"],
+        }
+    if "pipe_stream" in med:
+        result |= {
+            "pipe_stream_images_per_s": round(med["pipe_stream"], 1),
+            "pipe_in_process_images_per_s": round(med["pipe_in_process"], 1),
+            # Shared slots over the pipe, each round's ratio (both replicas measured in it).
+            "slots_over_pipe_stream": round(
+                statistics.median(
+                    a / b for a, b in zip(rates["stream"], rates["pipe_stream"], strict=True)
+                ),
+                3,
+            ),
+            "slots_over_pipe_in_process": round(
+                statistics.median(
+                    a / b
+                    for a, b in zip(rates["in_process"], rates["pipe_in_process"], strict=True)
+                ),
+                3,
+            ),
         }
     if "cpu_in_process" in med:
         result |= {

@@ -48,6 +48,18 @@ def encode_batch(
 ) -> bytes:
     """The serialized Batch of `header`'s fields (hashes, class names) with `samples`: the bytes
     of a Batch of encode_sample messages, with each image copied once."""
+    return b"".join(batch_pieces(samples, header, encoding, include_masks, label_mode))
+
+
+def batch_pieces(
+    samples: Iterable[Sample],
+    header: synthesis_pb2.Batch,
+    encoding: int,
+    include_masks: bool,
+    label_mode: LabelMode,
+) -> list[Piece]:
+    """encode_batch's bytes as pieces to write one after another (RAW pixels are views of the
+    samples' arrays), so they can be written straight into a shared slot."""
     pieces: list[Piece] = []
     for sample in samples:
         parts = [synthesis_pb2.Sample(index=sample.index).SerializeToString()]
@@ -57,7 +69,7 @@ def encode_batch(
             parts += _field(_SAMPLE_INSTANCE_LABELS, _image(sample.instance_labels, encoding))
         pieces += _field(_BATCH_SAMPLES, parts)
     pieces.append(header.SerializeToString())
-    return b"".join(pieces)
+    return pieces
 
 
 def _labels(sample: Sample, label_mode: LabelMode) -> synthesis_pb2.Sample:
@@ -104,4 +116,4 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-__all__ = ["encode_batch", "encode_sample"]
+__all__ = ["batch_pieces", "encode_batch", "encode_sample"]

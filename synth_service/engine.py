@@ -5,6 +5,7 @@ Transport-free: the servicer hands it decoded requests and forwards what it yiel
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -13,7 +14,7 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, InvalidStateError, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from synth_service.recipe import Recipe, validate_recipe
 from synth_service.recipe_proto import recipe_from_proto, recipe_to_proto
 from synth_service.settings import SynthSettings
 from synth_service.state import SynthState
-from synth_service.worker import BatchJob, compose_batch, init_worker, run_job
-from synthloc.errors import InvalidInput
+from synth_service.transfer import SlotReader, SlotRef
+from synth_service.worker import BatchJob, SlotSettings, compose_batch, init_worker, run_job
+from synthloc.errors import InvalidInput, Unavailable
 from synthloc.v1 import common_pb2, synthesis_pb2
 
 log = logging.getLogger(__name__)
@@ -102,14 +104,25 @@ class SynthesisEngine:
         self._pool: ProcessPoolExecutor | None = None
         self._inflight = 0  # batches submitted to the pool and not finished or cancelled
         self._inflight_lock = threading.Lock()
+        self.transfers = {"shared_memory": 0, "pipe": 0}  # batches by how they reached us
+        self._reader: SlotReader | None = None
         if settings.workers > 0:
             path = Path(self._tmp.name) / "state.pickle"
             state.save(path)
+            context = multiprocessing.get_context("spawn")
+            slots = SlotSettings(
+                lock=context.Lock(),
+                enabled=context.RawValue("b", 1),
+                slots=settings.shared_memory_slots,
+                slot_bytes=settings.max_message_bytes,
+            )
+            self._slots = slots
+            self._reader = SlotReader(slots.lock)
             self._pool = ProcessPoolExecutor(
                 max_workers=settings.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=init_worker,
-                initargs=(str(path), os.getpid()),
+                initargs=(str(path), os.getpid(), slots),
             )
 
     @classmethod
@@ -140,7 +153,19 @@ class SynthesisEngine:
             run_job(job, self.state)
             return
         for future in [self._pool.submit(compose_batch, job) for _ in range(self.settings.workers)]:
-            future.result()
+            data, _ = future.result()
+            if isinstance(data, SlotRef):
+                self._check_slots(data)
+
+    def _check_slots(self, ref: SlotRef) -> None:
+        """Read a warm-up batch from its slot; where this process may not map the workers'
+        files (a hardened /proc), turn the slots off so batches take the pipe."""
+        assert self._reader is not None
+        try:
+            self._reader.take(ref)
+        except OSError as exc:
+            log.warning("batches go through the pipe: cannot map a worker's slots (%s)", exc)
+            self._slots.enabled.value = 0
 
     def plan(self, request: synthesis_pb2.StreamBatchesRequest) -> StreamPlan:
         """Validate a request against the recipe rules and this server's limits."""
@@ -225,12 +250,42 @@ class SynthesisEngine:
             stream.cancel()
 
     def _submit(self, job: BatchJob) -> Future:
+        """The job's (bytes, seconds), out of its shared slot as soon as the worker is done."""
         assert self._pool is not None
         with self._inflight_lock:
             self._inflight += 1
-        future = self._pool.submit(compose_batch, job)
-        future.add_done_callback(self._done)
-        return future
+        composing = self._pool.submit(compose_batch, job)
+        composing.add_done_callback(self._done)
+        batch: Future = Future()
+        composing.add_done_callback(lambda done: self._deliver(done, batch))
+        # Cancelling the stream's future cancels the job too, unless a worker has it already.
+        batch.add_done_callback(lambda f: f.cancelled() and composing.cancel())
+        return batch
+
+    def _deliver(self, composing: Future, batch: Future) -> None:
+        """Pass a finished job on, copied out of its slot, which is then free for the next."""
+        if composing.cancelled():
+            batch.cancel()
+            return
+        try:
+            data, seconds = composing.result()
+            if isinstance(data, SlotRef):
+                assert self._reader is not None
+                data, path = self._reader.take(data), "shared_memory"
+            else:
+                path = "pipe"
+        except OSError as exc:
+            error: BaseException = Unavailable(f"a batch could not be read from its worker: {exc}")
+        except BaseException as exc:  # a worker's error or a broken pool: the stream's to raise
+            error = exc
+        else:
+            with self._inflight_lock:
+                self.transfers[path] += 1
+            with contextlib.suppress(InvalidStateError):  # the stream was cancelled meanwhile
+                batch.set_result((data, seconds))
+            return
+        with contextlib.suppress(InvalidStateError):
+            batch.set_exception(error)
 
     def _done(self, _: Future) -> None:
         with self._inflight_lock:
@@ -270,4 +325,6 @@ class SynthesisEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._reader is not None:
+            self._reader.close()
         self._tmp.cleanup()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 _COMPOSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -43,7 +46,29 @@ class SynthMetrics:
             registry=self.registry,
         )
 
+    def watch_transfers(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export the engine's count of batches by how they left the workers."""
+        self.registry.register(_TransferCollector(counts))
+
     def record_error(self, method: str, code: object) -> None:
         """Count one failed call (code: a grpc.StatusCode)."""
         name = getattr(code, "name", str(code))
         self.errors.labels(method=method.rsplit("/", 1)[-1], code=name).inc()
+
+
+class _TransferCollector:
+    """synthloc_synth_batch_transfers_total{path}, read from the engine's counts at scrape."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "synthloc_synth_batch_transfers",
+            "Batches handed from the workers to the serving process: in shared memory, or "
+            "through the pipe when no slot was free.",
+            labels=["path"],
+        )
+        for path, count in sorted(self._counts().items()):
+            family.add_metric([path], count)
+        yield family

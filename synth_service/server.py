@@ -30,6 +30,7 @@ class SynthServer:
         self.engine = engine
         self.metrics = SynthMetrics()
         self.metrics.inflight_batches.set_function(lambda: engine.inflight_batches)
+        self.metrics.watch_transfers(lambda: dict(engine.transfers))
         self.health = health.HealthServicer()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         limit = settings.max_message_bytes

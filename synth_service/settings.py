@@ -35,6 +35,8 @@ class SynthSettings:
     """Largest gRPC message sent or received; batches that would exceed it are refused."""
     max_inflight_batches: int = 4
     """Batches composed ahead of a stream's consumer; bounds memory for slow trainers."""
+    shared_memory_slots: int = 8
+    """Batches each worker can hand over in shared memory at once (0: all through a pipe)."""
     rpc_threads: int = 64
     """Threads serving RPCs; each open stream holds one."""
     grace_seconds: float = 10.0

@@ -1,7 +1,8 @@
 """Composition in worker processes: each loads the replica's state once, then composes batches.
 
 Workers return serialized Batch messages, so the serving process only forwards bytes and the
-GIL of the serving process never limits composition.
+GIL of the serving process never limits composition. A batch travels in a shared slot where one
+is free (synth_service/transfer.py), else through the pool's pipe.
 """
 
 from __future__ import annotations
@@ -15,16 +16,29 @@ from pathlib import Path
 import cv2
 
 from synth_service.compose import compose
-from synth_service.encode import encode_batch
+from synth_service.encode import Piece, batch_pieces
 from synth_service.kernel import library_pack
 from synth_service.recipe import Recipe
 from synth_service.state import SynthState
+from synth_service.transfer import Flag, Lock, SlotRef, SlotWriter
 from synthloc.memory import keep_freed_memory
 from synthloc.v1 import synthesis_pb2
 
 # Per-process state set by the pool initializer: the standard pattern for process pools,
-# and the only module-level mutable value in the service.
+# and the only module-level mutable values in the service.
 _STATE: SynthState | None = None
+_SLOTS: SlotWriter | None = None
+
+
+@dataclass(frozen=True)
+class SlotSettings:
+    """Shared slots of each worker (synth_service/transfer.py); `enabled` (a shared byte) is
+    cleared by the serving process when it cannot read them."""
+
+    lock: Lock
+    enabled: Flag
+    slots: int
+    slot_bytes: int
 
 
 @dataclass(frozen=True)
@@ -39,10 +53,13 @@ class BatchJob:
     include_masks: bool
 
 
-def init_worker(state_path: str, parent: int | None = None) -> None:
+def init_worker(
+    state_path: str, parent: int | None = None, slots: SlotSettings | None = None
+) -> None:
     """Pool initializer: load the library and backgrounds of this replica; with `parent` (the
-    serving process id), exit once that process is gone."""
-    global _STATE
+    serving process id), exit once that process is gone; with `slots`, hand batches over in
+    shared slots."""
+    global _STATE, _SLOTS
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # One worker per core: OpenCV's own threads would only compete with the other workers.
@@ -50,6 +67,8 @@ def init_worker(state_path: str, parent: int | None = None) -> None:
     keep_freed_memory()  # a batch of a few MiB is built and dropped every few milliseconds
     _STATE = SynthState.load(Path(state_path))
     library_pack(_STATE.library)  # the compose kernel's copy, made now rather than mid-stream
+    if slots is not None:
+        _SLOTS = SlotWriter(slots.lock, slots.slots, slots.slot_bytes, slots.enabled)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -60,16 +79,25 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def compose_batch(job: BatchJob) -> tuple[bytes, float]:
-    """Compose and serialize one batch; return (Batch bytes, seconds spent composing)."""
+def compose_batch(job: BatchJob) -> tuple[bytes | SlotRef, float]:
+    """Compose and serialize one batch; return (Batch bytes, or where they wait in a shared
+    slot, and the seconds spent composing and encoding)."""
     state = _STATE
     if state is None:
         raise RuntimeError("worker used before init_worker ran")
-    return run_job(job, state)
+    pieces, seconds = _job_pieces(job, state)
+    if _SLOTS is not None and (ref := _SLOTS.put(pieces)) is not None:
+        return ref, seconds
+    return b"".join(pieces), seconds
 
 
 def run_job(job: BatchJob, state: SynthState) -> tuple[bytes, float]:
     """compose_batch without the process-global state (also used in-process)."""
+    pieces, seconds = _job_pieces(job, state)
+    return b"".join(pieces), seconds
+
+
+def _job_pieces(job: BatchJob, state: SynthState) -> tuple[list[Piece], float]:
     start = time.perf_counter()
     samples = (
         compose(job.recipe, state.library, state.backgrounds, job.seed, index, job.include_masks)
@@ -80,5 +108,5 @@ def run_job(job: BatchJob, state: SynthState) -> tuple[bytes, float]:
         library_hash=state.library_hash,
         class_names=state.library.class_names,
     )
-    data = encode_batch(samples, header, job.encoding, job.include_masks, job.recipe.label_mode)
-    return data, time.perf_counter() - start
+    pieces = batch_pieces(samples, header, job.encoding, job.include_masks, job.recipe.label_mode)
+    return pieces, time.perf_counter() - start

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -15,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from synth_service.server import SynthServer, create_server
 from synth_service.settings import SynthSettings
+from synth_service.transfer import SlotRef
 from synthloc.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 from synthloc.wire import image_from_proto
 
@@ -22,7 +26,8 @@ SMALL = synthesis_pb2.Recipe(height=96, width=96)
 
 
 def _start(library: Path, **overrides) -> SynthServer:
-    settings = SynthSettings(library=library, port=0, metrics_port=0, workers=2, **overrides)
+    overrides.setdefault("workers", 2)
+    settings = SynthSettings(library=library, port=0, metrics_port=0, **overrides)
     server, port = create_server(settings)
     assert port > 0
     server.start()
@@ -79,13 +84,18 @@ def test_batches_carry_global_indices_and_exact_sizes(stub) -> None:
     assert batches[0].class_names == ["nucleus", "micronucleus"]
 
 
-def test_two_servers_give_identical_bytes(stub, library_file: Path) -> None:
-    other = _start(library_file)
+def test_two_servers_give_identical_bytes(stub, server: SynthServer, library_file: Path) -> None:
+    # The other server's workers hand batches over through the pipe, ours in shared memory.
+    other = _start(library_file, shared_memory_slots=0)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{other.port}") as channel:
             theirs = _samples(synthesis_pb2_grpc.SynthesisServiceStub(channel), count=6, seed=5)
+        before = dict(server.engine.transfers)
         ours = _samples(stub, count=6, seed=5)
         assert [s.SerializeToString() for s in ours] == [s.SerializeToString() for s in theirs]
+        assert server.engine.transfers["shared_memory"] == before["shared_memory"] + 2
+        assert server.engine.transfers["pipe"] == before["pipe"]
+        assert other.engine.transfers == {"shared_memory": 0, "pipe": 2}
     finally:
         other.stop(grace=1)
 
@@ -209,6 +219,14 @@ def test_health_metrics_and_cancelled_streams(server: SynthServer, stub) -> None
     }
     streamed = values["synthloc_synth_images_streamed_total"]
     assert streamed >= 110
+    transfers = {
+        sample.labels["path"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "synthloc_synth_batch_transfers_total"
+    }
+    # Every batch sent came out of a shared slot: 8 per worker are never all taken here.
+    assert transfers["shared_memory"] >= 110 / 3 and transfers["pipe"] == 0
     # Idle RPC threads may stay in the bounded pool (16), but no thread per stream remains.
     assert threading.active_count() <= threads_before + 16
     assert len(multiprocessing.active_children()) == children_before
@@ -222,3 +240,41 @@ def test_reflection_lists_the_services(server: SynthServer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert {"synthloc.v1.SynthesisService", "grpc.health.v1.Health"} <= services
+
+
+def test_metric_names_pass_promtool() -> None:
+    from prometheus_client import generate_latest
+
+    from synth_service.metrics import SynthMetrics
+
+    metrics = SynthMetrics()
+    metrics.images.inc(3)
+    metrics.compose_seconds.observe(0.002)
+    metrics.record_error("/synthloc.v1.SynthesisService/StreamBatches", grpc.StatusCode.CANCELLED)
+    metrics.watch_transfers(lambda: {"shared_memory": 5, "pipe": 1})
+    text = generate_latest(metrics.registry)
+    assert b'synthloc_synth_batch_transfers_total{path="shared_memory"} 5.0' in text
+    promtool = Path(sys.executable).parent / "promtool"
+    assert promtool.exists(), "run `make test` (it installs promtool) or put promtool in .venv/bin"
+    done = subprocess.run(
+        [str(promtool), "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout + done.stderr == b""
+
+
+def test_slots_the_server_cannot_map_turn_into_the_pipe(library_file: Path) -> None:
+    server = _start(library_file, workers=1)
+    try:
+        engine = server.engine
+        assert engine.transfers == {"shared_memory": 0, "pipe": 0}
+        # As on a host whose /proc hides the workers' files: the check fails, slots go off.
+        engine._check_slots(
+            SlotRef(os.getpid(), fd=987654, inode=1, size=8192, slot=0, offset=0, length=1)
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            samples = _samples(synthesis_pb2_grpc.SynthesisServiceStub(channel), count=6, seed=5)
+        assert [s.index for s in samples] == list(range(6))
+        assert engine.transfers == {"shared_memory": 0, "pipe": 2}
+    finally:
+        server.stop(grace=1)
