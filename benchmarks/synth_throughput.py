@@ -324,6 +324,12 @@ def main() -> int:
 def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.Namespace) -> int:
     """Print (and with --json write) the medians; stream figures only when measured."""
     med = {k: statistics.median(v) for k, v in rates.items()}
+
+    def ratio(over: str, under: str) -> float:
+        """Median of the rounds' ratios: each round against the same round (this VM drifts)."""
+        pairs = zip(rates[over], rates[under], strict=True)
+        return round(statistics.median(a / b for a, b in pairs), 3)
+
     result = {
         "machine_cores": os.cpu_count(),
         "workers": args.workers,
@@ -340,19 +346,13 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
     }
     if "versus" in med:
         result["versus_images_per_s_per_core"] = round(med["versus"], 1)
-        result["versus_over_default"] = round(
-            statistics.median(
-                a / b for a, b in zip(rates["versus"], rates["compose"], strict=True)
-            ),
-            3,
-        )
+        result["versus_over_default"] = ratio("versus", "compose")
     if "stream" in med:
         efficiency = [a / b for a, b in zip(rates["stream"], rates["in_process"], strict=True)]
         result |= {
             "stream_images_per_s": round(med["stream"], 1),
             "in_process_images_per_s": round(med["in_process"], 1),
-            # Each round's stream against the same round's baseline: this VM drifts.
-            "stream_efficiency": round(statistics.median(efficiency), 3),
+            "stream_efficiency": ratio("stream", "in_process"),
             "stream_efficiency_rounds": [round(e, 3) for e in efficiency],
             "bytes_per_sample_raw": sizes["raw"],
             "bytes_per_sample_png": sizes["png"],
@@ -361,47 +361,22 @@ def report(rates: dict[str, list[float]], sizes: dict[str, int], args: argparse.
         result |= {
             "pipe_stream_images_per_s": round(med["pipe_stream"], 1),
             "pipe_in_process_images_per_s": round(med["pipe_in_process"], 1),
-            # Shared slots over the pipe, each round's ratio (both replicas measured in it).
-            "slots_over_pipe_stream": round(
-                statistics.median(
-                    a / b for a, b in zip(rates["stream"], rates["pipe_stream"], strict=True)
-                ),
-                3,
-            ),
-            "slots_over_pipe_in_process": round(
-                statistics.median(
-                    a / b
-                    for a, b in zip(rates["in_process"], rates["pipe_in_process"], strict=True)
-                ),
-                3,
-            ),
+            "slots_over_pipe_stream": ratio("stream", "pipe_stream"),
+            "slots_over_pipe_in_process": ratio("in_process", "pipe_in_process"),
         }
     if "cpu_in_process" in med:
+        # What serving costs the replica alone: the stream's CPU without the client's.
+        rates["cpu_replica"] = [
+            b - c for b, c in zip(rates["cpu_stream"], rates["cpu_client"], strict=True)
+        ]
         result |= {
             # All processes' CPU per image (server, workers, client): the same ratio as the
             # rates on a saturated machine, but steadier where the machine's speed drifts.
             "cpu_ms_per_image_in_process": round(med["cpu_in_process"], 3),
             "cpu_ms_per_image_stream": round(med["cpu_stream"], 3),
             "cpu_ms_per_image_client": round(med["cpu_client"], 3),
-            "stream_efficiency_by_cpu": round(
-                statistics.median(
-                    a / b for a, b in zip(rates["cpu_in_process"], rates["cpu_stream"], strict=True)
-                ),
-                3,
-            ),
-            # The same without the client's own receiving: what serving costs the replica.
-            "stream_efficiency_by_cpu_replica": round(
-                statistics.median(
-                    a / (b - c)
-                    for a, b, c in zip(
-                        rates["cpu_in_process"],
-                        rates["cpu_stream"],
-                        rates["cpu_client"],
-                        strict=True,
-                    )
-                ),
-                3,
-            ),
+            "stream_efficiency_by_cpu": ratio("cpu_in_process", "cpu_stream"),
+            "stream_efficiency_by_cpu_replica": ratio("cpu_in_process", "cpu_replica"),
         }
     for key, value in result.items():
         print(f"{key:36s} {value}")
