@@ -29,6 +29,7 @@ class _Costs:
     per_image: dict[int, deque[float]] = field(default_factory=dict)  # candidate -> seconds
     warmed: set[int] = field(default_factory=set)  # exact batch sizes seen at least once
     batches: int = 0
+    best: int | None = None  # _best's answer until the next measurement
 
 
 class BatchSizeTuner:
@@ -54,7 +55,11 @@ class BatchSizeTuner:
         for size in self.sizes:
             if size not in costs.per_image:
                 return size  # not measured yet: try it when that many requests wait
-        best = self._best(costs)
+        if costs.best is None:
+            # Once per measurement, not per call: the batcher asks on every pass of its loop,
+            # and the medians held the GIL for 16 % of a loaded server's time.
+            costs.best = self._best(costs)
+        best = costs.best
         if costs.batches % self.explore_every or len(self.sizes) == 1:
             return best
         i = self.sizes.index(best)
@@ -82,6 +87,7 @@ class BatchSizeTuner:
         runs = costs.per_image.setdefault(candidate, deque(maxlen=self.window))
         runs.append(seconds / size)
         costs.batches += 1
+        costs.best = None
 
     def per_image_seconds(self, model: object, shape: tuple) -> dict[int, float]:
         """The median recent compute seconds per image, by batch size (for logs and tests)."""

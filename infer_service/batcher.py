@@ -47,7 +47,8 @@ def _batch_of(images: list[np.ndarray], localizer: OnnxLocalizer) -> np.ndarray:
     if size == len(images) == 1:
         return images[0][None]  # a view: stacking copied it (0.5 ms at 512x512)
     batch = np.empty((size, *images[0].shape), images[0].dtype)
-    np.stack(images, out=batch[: len(images)])
+    for i, image in enumerate(images):  # np.stack's own checks held the GIL longer
+        batch[i] = image
     batch[len(images) :] = 0
     return batch
 

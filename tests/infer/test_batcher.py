@@ -194,6 +194,24 @@ def test_tuner_uses_the_largest_batch_where_batching_pays() -> None:
     assert Counter(limits[8:]).most_common(1)[0][0] == 6
 
 
+def test_tuner_follows_the_machine_when_the_best_size_changes() -> None:
+    tuner = BatchSizeTuner(4, explore_every=4, window=3)
+    model = object.__new__(GatedLocalizer)
+
+    def run(per_image: dict[int, float], times: int) -> list[int]:
+        limits = []
+        for _ in range(times):
+            size = tuner.limit(model, SHAPE)
+            limits.append(size)
+            tuner.observe(model, SHAPE, size, per_image[size] * size)
+        return limits
+
+    assert Counter(run({1: 1.0, 2: 1.2, 4: 1.5}, 30)[6:]).most_common(1)[0][0] == 1
+    # The load changed (say another process left the GPU): batches of 2 now pay, and the
+    # limit asked for between two measurements must follow the newest ones.
+    assert Counter(run({1: 1.0, 2: 0.5, 4: 1.5}, 40)[-20:]).most_common(1)[0][0] == 2
+
+
 def test_tuner_forgets_a_model_once_it_is_unloaded() -> None:
     tuner = BatchSizeTuner(8)
     model = object.__new__(GatedLocalizer)
