@@ -32,12 +32,13 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 _HEADER = 4096  # one page of state bytes before the first slot
+LOCK_SECONDS = 5.0  # the lock is held for microseconds; longer means its holder died in it
 
 
 class Lock(Protocol):
     """A lock shared by processes (multiprocessing.Lock)."""
 
-    def acquire(self, block: bool = ..., timeout: float = ...) -> bool: ...
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool: ...
     def release(self) -> None: ...
 
 
@@ -98,11 +99,15 @@ class SlotWriter:
         length = sum(len(p) for p in pieces)
         if length > self.slot_bytes or (buffer := self._open()) is None:
             return None
-        with self._lock:
+        if not self._lock.acquire(timeout=LOCK_SECONDS):
+            return None  # held by a process that died inside it: the pipe still works
+        try:
             slot = buffer.find(b"\0", 0, self.slots)  # the lowest: few pages are ever touched
             if slot < 0:
                 return None
             buffer[slot] = 1
+        finally:
+            self._lock.release()
         offset = _HEADER + slot * self.slot_bytes
         view = memoryview(buffer)
         try:
@@ -153,8 +158,17 @@ class SlotReader:
         try:
             return buffer[ref.offset : ref.offset + ref.length]
         finally:
-            with self._lock:
-                buffer[ref.slot] = 0
+            # A worker killed inside the lock (OOM) leaves it held: the batch is still good,
+            # only its slot stays taken, and the broken pool ends the replica's streams anyway.
+            if self._lock.acquire(timeout=LOCK_SECONDS):
+                try:
+                    buffer[ref.slot] = 0
+                finally:
+                    self._lock.release()
+            else:
+                log.warning(
+                    "slot %d of process %d stays taken: its lock is held", ref.slot, ref.pid
+                )
 
     def close(self) -> None:
         """Unmap every worker's file."""

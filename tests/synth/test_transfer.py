@@ -10,6 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
+from synth_service import transfer
 from synth_service.transfer import SlotReader, SlotRef, SlotWriter
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
@@ -78,6 +79,27 @@ def test_a_ref_to_another_file_is_refused() -> None:
         stale = dataclasses.replace(ref, inode=ref.inode + 1)  # as after a pid and fd reuse
         with pytest.raises(FileNotFoundError, match="no longer has that file"):
             SlotReader(lock).take(stale)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_lock_left_held_by_a_dead_process_delays_but_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transfer, "LOCK_SECONDS", 0.05)
+    lock = multiprocessing.Lock()
+    writer = SlotWriter(lock, slots=2, slot_bytes=100)
+    reader = SlotReader(lock)
+    try:
+        ref = writer.put([b"abc"])
+        assert ref is not None
+        lock.acquire()  # as if a worker had been killed inside it
+        assert writer.put([b"def"]) is None  # the pipe carries the next batch
+        assert reader.take(ref) == b"abc"  # the batch is read; its slot stays taken
+        lock.release()
+        again = writer.put([b"ghi"])
+        assert again is not None and again.slot == 1
     finally:
         reader.close()
         writer.close()
