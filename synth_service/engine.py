@@ -267,25 +267,23 @@ class SynthesisEngine:
         if composing.cancelled():
             batch.cancel()
             return
-        try:
+        error = composing.exception()  # a worker's error or a broken pool: the stream's to raise
+        if error is None:
             data, seconds = composing.result()
+            path = "pipe"
             if isinstance(data, SlotRef):
                 assert self._reader is not None
-                data, path = self._reader.take(data), "shared_memory"
-            else:
-                path = "pipe"
-        except OSError as exc:
-            error: BaseException = Unavailable(f"a batch could not be read from its worker: {exc}")
-        except BaseException as exc:  # a worker's error or a broken pool: the stream's to raise
-            error = exc
-        else:
+                try:
+                    data, path = self._reader.take(data), "shared_memory"
+                except OSError as exc:
+                    error = Unavailable(f"a batch could not be read from its worker: {exc}")
+        with contextlib.suppress(InvalidStateError):  # the stream was cancelled meanwhile
+            if error is not None:
+                batch.set_exception(error)
+                return
             with self._inflight_lock:
                 self.transfers[path] += 1
-            with contextlib.suppress(InvalidStateError):  # the stream was cancelled meanwhile
-                batch.set_result((data, seconds))
-            return
-        with contextlib.suppress(InvalidStateError):
-            batch.set_exception(error)
+            batch.set_result((data, seconds))
 
     def _done(self, _: Future) -> None:
         with self._inflight_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from synth_service.engine import StreamControl
 from synth_service.server import SynthServer, create_server
 from synth_service.settings import SynthSettings
 from synth_service.transfer import SlotRef
@@ -278,3 +280,12 @@ def test_slots_the_server_cannot_map_turn_into_the_pipe(library_file: Path) -> N
         assert engine.transfers == {"shared_memory": 0, "pipe": 2}
     finally:
         server.stop(grace=1)
+
+
+def test_a_worker_error_reaches_its_stream_and_the_engine_goes_on(server: SynthServer) -> None:
+    plan = server.engine.plan(_request(count=2))
+    # plan() refuses such a recipe; past it, the worker's own error must reach the stream.
+    recipe = dataclasses.replace(plan.recipe, class_weights={"no such class": 1.0})
+    with pytest.raises(ValueError, match="not a library class"):
+        list(server.engine.run(dataclasses.replace(plan, recipe=recipe), StreamControl()))
+    assert sum(samples for _, samples, _ in server.engine.run(plan, StreamControl())) == 2
