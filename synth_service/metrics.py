@@ -45,10 +45,15 @@ class SynthMetrics:
             ["method", "code"],
             registry=self.registry,
         )
+        self._transfers: Callable[[], Mapping[str, int]] = dict  # none until an engine is watched
+        self.registry.register(_TransferCollector(self._transfer_counts))
 
     def watch_transfers(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Export the engine's count of batches by how they left the workers."""
-        self.registry.register(_TransferCollector(counts))
+        self._transfers = counts
+
+    def _transfer_counts(self) -> Mapping[str, int]:
+        return self._transfers()
 
     def record_error(self, method: str, code: object) -> None:
         """Count one failed call (code: a grpc.StatusCode)."""
