@@ -49,11 +49,12 @@ def image_from_proto(msg: common_pb2.Image) -> np.ndarray:
         dtype = _NUMPY.get(msg.dtype)
         if dtype is None:
             raise InvalidInput(f"image dtype {common_pb2.DType.Name(msg.dtype)} is not supported")
+        data = msg.data  # each read of a bytes field copies it
         expected = msg.height * msg.width * msg.channels * dtype.itemsize
-        if len(msg.data) != expected:
+        if len(data) != expected:
             raise InvalidInput(
                 f"image of {msg.height}x{msg.width}x{msg.channels} {dtype.name} needs "
-                f"{expected} bytes, got {len(msg.data)}"
+                f"{expected} bytes, got {len(data)}"
             )
-        pixels = np.frombuffer(msg.data, dtype).astype(dtype.newbyteorder("="))
+        pixels = np.frombuffer(data, dtype).astype(dtype.newbyteorder("="))
     return pixels.reshape(msg.height, msg.width, msg.channels)
