@@ -114,6 +114,9 @@ class SlotWriter:
             for piece in pieces:
                 view[offset : offset + len(piece)] = piece
                 offset += len(piece)
+        except BaseException:
+            buffer[slot] = 0  # ours alone since we took it: give it back
+            raise
         finally:
             view.release()
         assert self._fd is not None

@@ -103,3 +103,16 @@ def test_a_lock_left_held_by_a_dead_process_delays_but_loses_nothing(
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_piece_that_cannot_be_written_gives_its_slot_back() -> None:
+    lock = multiprocessing.Lock()
+    writer = SlotWriter(lock, slots=1, slot_bytes=100)
+    try:
+        wide = memoryview(np.zeros(4, np.uint16))  # not bytes: refused by the slot's view
+        with pytest.raises((ValueError, TypeError)):
+            writer.put([b"ab", wide])
+        ref = writer.put([b"cd"])
+        assert ref is not None and ref.slot == 0
+    finally:
+        writer.close()
