@@ -89,6 +89,17 @@ def _merge_positions(position: DataPosition, world: int, workers: int) -> DataPo
 def train(settings: TrainSettings) -> Path:
     """Train, checkpoint and plot; return the final checkpoint path."""
     world, rank, local_rank = _distributed()
+    try:
+        return _train(settings, world, rank, local_rank)
+    finally:
+        if world > 1 and dist.is_initialized():
+            # A rank that exits with its process group alive can abort in the group's threads
+            # ("terminate called without an active exception", SIGABRT): seen in two .ci/run
+            # runs, on a rank that had finished all its steps.
+            dist.destroy_process_group()
+
+
+def _train(settings: TrainSettings, world: int, rank: int, local_rank: int) -> Path:
     device = torch.device(settings.device)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
