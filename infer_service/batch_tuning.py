@@ -56,8 +56,7 @@ class BatchSizeTuner:
             if size not in costs.per_image:
                 return size  # not measured yet: try it when that many requests wait
         if costs.best is None:
-            # Once per measurement, not per call: the batcher asks on every pass of its loop,
-            # and the medians held the GIL for 16 % of a loaded server's time.
+            # Once per measurement, not per call: the batcher asks on every pass of its loop.
             costs.best = self._best(costs)
         best = costs.best
         if costs.batches % self.explore_every or len(self.sizes) == 1:

@@ -110,19 +110,18 @@ class SynthesisEngine:
             path = Path(self._tmp.name) / "state.pickle"
             state.save(path)
             context = multiprocessing.get_context("spawn")
-            slots = SlotSettings(
+            self._slots = SlotSettings(
                 lock=context.Lock(),
                 enabled=context.RawValue("b", 1),
                 slots=settings.shared_memory_slots,
                 slot_bytes=settings.max_message_bytes,
             )
-            self._slots = slots
-            self._reader = SlotReader(slots.lock)
+            self._reader = SlotReader(self._slots.lock)
             self._pool = ProcessPoolExecutor(
                 max_workers=settings.workers,
                 mp_context=context,
                 initializer=init_worker,
-                initargs=(str(path), os.getpid(), slots),
+                initargs=(str(path), os.getpid(), self._slots),
             )
 
     @classmethod
