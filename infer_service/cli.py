@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 = any free)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default 8002; -1 off)")
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=None,
+        help="let several server processes share --port (SO_REUSEPORT; each its own metrics port)",
+    )
     serve.add_argument("--device", choices=["auto", "cuda", "cpu"])
     serve.add_argument(
         "--require-gpu",

@@ -24,7 +24,13 @@ from infer_service.settings import InferSettings
 from synthloc.errors import FailedPrecondition
 from synthloc.grpc_errors import ErrorInterceptor
 from synthloc.memory import keep_freed_memory
-from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
+from synthloc.serving import (
+    bind,
+    interceptors,
+    run_until_signalled,
+    server_credentials,
+    server_options,
+)
 from synthloc.v1 import localization_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -71,10 +77,7 @@ class InferServer:
         self.server = grpc.server(
             ThreadPoolExecutor(settings.rpc_threads, thread_name_prefix="infer-rpc"),
             interceptors=interceptors(settings.auth_token, ErrorInterceptor()),
-            options=[
-                ("grpc.max_send_message_length", limit),
-                ("grpc.max_receive_message_length", limit),
-            ],
+            options=server_options(limit, settings.reuse_port),
         )
         servicer = LocalizationServicer(
             self.engine, self.metrics, settings.max_pixels, settings.max_batch_size
@@ -87,11 +90,15 @@ class InferServer:
         names.append(KSERVE_SERVICE)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(names, self.server)
-        self.port = bind(
-            self.server,
-            f"{settings.host}:{settings.port}",
-            server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
-        )
+        try:
+            self.port = bind(
+                self.server,
+                f"{settings.host}:{settings.port}",
+                server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca),
+            )
+        except BaseException:  # a taken port or a bad TLS file: leave no batcher threads behind
+            self.batcher.stop()
+            raise
         self.metrics_port: int | None = None
         self._httpd = None
         self._stop_polling = threading.Event()

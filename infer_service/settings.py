@@ -18,6 +18,10 @@ class InferSettings:
     """Interface to bind; 0.0.0.0 or [::] in containers."""
     port: int = 8001
     """gRPC port for LocalizationService and the KServe v2 protocol (0 picks a free one)."""
+    reuse_port: bool = False
+    """Let several inference server processes listen on this port (SO_REUSEPORT): the kernel
+    spreads connections over them. Each needs its own metrics_port (or -1). Off, a port that
+    is taken fails the start."""
     metrics_port: int = 8002
     """Prometheus /metrics port (0 picks a free one; -1 disables)."""
     device: str = "auto"

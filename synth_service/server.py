@@ -17,7 +17,13 @@ from synth_service.servicer import SERVICE_NAME, SynthesisServicer, generic_hand
 from synth_service.settings import SynthSettings
 from synthloc.grpc_errors import ErrorInterceptor
 from synthloc.memory import keep_freed_memory
-from synthloc.serving import bind, interceptors, run_until_signalled, server_credentials
+from synthloc.serving import (
+    bind,
+    interceptors,
+    run_until_signalled,
+    server_credentials,
+    server_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +45,7 @@ class SynthServer:
             interceptors=interceptors(
                 settings.auth_token, ErrorInterceptor(self.metrics.record_error)
             ),
-            options=[
-                ("grpc.max_send_message_length", limit),
-                ("grpc.max_receive_message_length", limit),
-            ],
+            options=server_options(limit),
         )
         self.server.add_generic_rpc_handlers(
             (generic_handler(SynthesisServicer(engine, self.metrics)),)

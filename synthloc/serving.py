@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from synthloc.errors import InvalidInput
+from synthloc.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,34 @@ def server_credentials(
     )
 
 
+def server_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """gRPC server options: the message limit both ways, and SO_REUSEPORT only when asked.
+
+    gRPC sets SO_REUSEPORT by default, so a second server started on a port that one of ours
+    holds would bind without error and silently take a share of its connections; with it off
+    the second fails at bind. `reuse_port` turns it back on for processes meant to share a
+    port (the kernel spreads connections over every process listening with it)."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.so_reuseport", int(reuse_port)),
+    ]
+
+
 def bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
-    """Add the listening port (TLS when credentials are given); OSError if it cannot bind."""
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    """Add the listening port (TLS when credentials are given); Unavailable if it cannot bind."""
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc: "Failed to bind to address ..."
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {address}")
+        raise Unavailable(
+            f"cannot listen on {address}: another process holds that port, or this host has no "
+            "such address (choose another port, or port 0 for a free one)"
+        )
     return port
 
 

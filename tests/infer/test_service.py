@@ -39,8 +39,8 @@ def _write_model(root: Path, name: str, version: str, **card: object) -> Path:
 
 
 def _start(root: Path, **overrides: object) -> InferServer:
-    settings = InferSettings(models=root, port=0, metrics_port=-1, poll_seconds=0, **overrides)
-    server, _ = create_server(settings)
+    fields = {"port": 0, "metrics_port": -1, "poll_seconds": 0, **overrides}
+    server, _ = create_server(InferSettings(models=root, **fields))
     server.start()
     return server
 

@@ -21,6 +21,7 @@ from synth_service.engine import StreamControl
 from synth_service.server import SynthServer, create_server
 from synth_service.settings import SynthSettings
 from synth_service.transfer import SlotRef
+from synthloc.errors import Unavailable
 from synthloc.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 from synthloc.wire import image_from_proto
 
@@ -289,3 +290,12 @@ def test_a_worker_error_reaches_its_stream_and_the_engine_goes_on(server: SynthS
     with pytest.raises(ValueError, match="not a library class"):
         list(server.engine.run(dataclasses.replace(plan, recipe=recipe), StreamControl()))
     assert sum(samples for _, samples, _ in server.engine.run(plan, StreamControl())) == 2
+
+
+def test_a_second_replica_on_a_taken_port_fails_and_the_first_keeps_serving(
+    library_file: Path, server: SynthServer, stub
+) -> None:
+    settings = SynthSettings(library=library_file, port=server.port, metrics_port=-1, workers=1)
+    with pytest.raises(Unavailable, match=f"cannot listen on 127.0.0.1:{server.port}: another"):
+        create_server(settings)
+    assert [len(batch.samples) for batch in stub.StreamBatches(_request(count=5))] == [3, 2]
