@@ -12,10 +12,14 @@ under the same machine load: rounds alternate between the arms, medians are repo
     options, also as a ratio; PNG decoding of the same image on its own;
     with the server's own timings of those calls (decode, postprocess, and everything
     outside the model run), which a CPU's millisecond swings in the model run do not blur;
-(b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1).
-Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off.
+(b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1),
+    from closed-loop clients spread over --client-processes processes (benchmarks/loadgen.py).
+Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off, or
+run as several server processes sharing one port (--arm-processes NAME=N, --reuse-port): the
+load's separate connections are spread over them by the kernel.
 Beside them, `echo_p50_ms`: the same call to benchmarks/echo_server.py, which answers at once,
-the transport floor any Python gRPC service pays on this machine.
+the transport floor any Python gRPC service pays on this machine, and `echo_c16_requests_per_s`,
+the most such a service answers under the same load (also the load generator's ceiling).
 With --device cuda the servers run with `--device cuda --require-gpu` and the direct call
 uses the CUDA provider as the service configures it (the device machine's run,
 benchmarks/gpu/device.sh).
@@ -37,7 +41,8 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
-from infer_latency import latencies, percentile, throughput
+from infer_latency import latencies, percentile
+from loadgen import LOCALIZE, Call, LoadGenerator, default_processes
 
 from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import providers_for, session_options
@@ -52,8 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -> tuple:
-    """(process, stub) of one server from `checkout`, ready to answer."""
+def start_server(
+    checkout: Path, repo: Path, max_batch: int, extra: list[str], processes: int = 1
+) -> tuple:
+    """(processes, stub, address) of a server from `checkout`, ready to answer: `processes`
+    of them sharing one port (--reuse-port) when more than one."""
     port = free_port()
     # The checkout first; what PYTHONPATH already holds (packages installed to a folder of
     # their own, as on the device machine) stays behind it.
@@ -61,34 +69,45 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
-    # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
-    # the checkout, or every arm would import the code of the folder this was started from.
-    proc = subprocess.Popen(command, env=env, stderr=log, cwd=checkout.resolve())
+    if processes > 1:
+        command.append("--reuse-port")
+    started = []
+    for _ in range(processes):
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
+        # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it
+        # in the checkout, or every arm would import the code of the folder this started from.
+        started.append((subprocess.Popen(command, env=env, stderr=log, cwd=checkout), log))
+    deadline = time.monotonic() + 120
+    waiting = list(started)
+    while waiting:  # each says so in its log once its models are loaded, warm and served
+        for proc, log in list(waiting):
+            log.seek(0)
+            said = log.read().decode(errors="replace")
+            if "inference service on" in said:
+                waiting.remove((proc, log))
+            elif proc.poll() is not None:  # it died: show why instead of waiting on
+                for other, _ in started:
+                    other.kill()
+                failed = f"`{' '.join(command)}` exited {proc.returncode}:\n{said[-2000:]}"
+                raise SystemExit(failed)
+        if time.monotonic() > deadline:
+            for proc, _ in started:
+                proc.kill()
+            raise SystemExit(f"`{' '.join(command)}` was not serving within 120 s")
+        time.sleep(0.1)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    ready = grpc.channel_ready_future(channel)
-    for _ in range(240):
-        try:
-            ready.result(timeout=0.5)
-            return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
-        except grpc.FutureTimeoutError:
-            if proc.poll() is not None:  # it died: show why instead of waiting on
-                log.seek(0)
-                tail = log.read().decode(errors="replace")[-2000:]
-                failed = f"`{' '.join(command)}` exited {proc.returncode}:\n{tail}"
-                raise SystemExit(failed) from None
-    proc.kill()
-    raise SystemExit(f"`{' '.join(command)}` did not listen within 120 s")
+    stub = localization_pb2_grpc.LocalizationServiceStub(channel)
+    return [proc for proc, _ in started], stub, f"127.0.0.1:{port}"
 
 
 def start_echo() -> tuple:
-    """(process, stub) of benchmarks/echo_server.py, ready to answer."""
+    """(process, stub, address) of benchmarks/echo_server.py, ready to answer."""
     port = free_port()
     script = Path(__file__).with_name("echo_server.py")
     proc = subprocess.Popen([sys.executable, str(script), str(port)], stderr=subprocess.DEVNULL)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=60)
-    return proc, localization_pb2_grpc.LocalizationServiceStub(channel)
+    return proc, localization_pb2_grpc.LocalizationServiceStub(channel), f"127.0.0.1:{port}"
 
 
 def main() -> int:
@@ -102,10 +121,23 @@ def main() -> int:
         default=[],
         help="NAME=FLAGS: extra `infer serve` flags for one arm (e.g. off='--pad-batches off')",
     )
+    parser.add_argument(
+        "--arm-processes",
+        action="append",
+        default=[],
+        help="NAME=N: run one arm as N server processes sharing its port (--reuse-port)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=default_processes(),
+        help="processes the load's client threads are spread over (default: a quarter of the "
+        "cores, 1 to 4)",
+    )
     parser.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed load first")
     parser.add_argument(
         "--score-threshold", type=float, help="ask for it (low: many detections to answer)"
@@ -118,8 +150,9 @@ def main() -> int:
         serve_args.append("--require-gpu")
     arms = dict(arm.split("=", 1) for arm in args.arm)
     arm_args = dict(flags.split("=", 1) for flags in args.arm_args)
-    if unknown := set(arm_args) - set(arms):
-        parser.error(f"--arm-args names arms not given with --arm: {sorted(unknown)}")
+    arm_processes = {name: int(n) for name, n in (x.split("=", 1) for x in args.arm_processes)}
+    if unknown := (set(arm_args) | set(arm_processes)) - set(arms):
+        parser.error(f"--arm-args/--arm-processes name arms not in --arm: {sorted(unknown)}")
     image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
@@ -133,21 +166,26 @@ def main() -> int:
         figures.setdefault(key, []).append(value)
 
     procs = []
+    load = LoadGenerator(args.client_processes)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "models"
         (repo / "det" / "1").mkdir(parents=True)
         (repo / "det" / "1" / "model.onnx").write_bytes(args.model.read_bytes())
-        stubs = {}
+        stubs, calls_at = {}, {}
         try:
             for name, checkout in arms.items():
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
                     extra = [*serve_args, *arm_args.get(name, "").split()]
-                    proc, stubs[name, mode] = start_server(Path(checkout), repo, batch, extra)
-                    procs.append(proc)
-            proc, echo = start_echo()
+                    servers, stubs[name, mode], address = start_server(
+                        Path(checkout).resolve(), repo, batch, extra, arm_processes.get(name, 1)
+                    )
+                    calls_at[name, mode] = Call(address, LOCALIZE, request.SerializeToString())
+                    procs.extend(servers)
+            proc, echo, address = start_echo()
+            calls_at["echo"] = Call(address, LOCALIZE, request.SerializeToString())
             procs.append(proc)
-            for stub in stubs.values():  # each server meets the load's shapes once, untimed
-                throughput(stub, request, args.concurrency, args.warmup_seconds)
+            for call in calls_at.values():  # each server meets the load's shapes once, untimed
+                load.run(call, args.concurrency, args.warmup_seconds)
             for _ in range(args.rounds):
                 # Direct calls and every arm's calls alternate one by one, so all of them see
                 # the same machine load.
@@ -204,12 +242,15 @@ def main() -> int:
                         f"{name}.minus_first_paired_p50_ms",
                         1000 * percentile([a - b for a, b in pairs], 50),
                     )
+                # The same load on the echo server: the most a Python gRPC server answers
+                # with this request on this host, and whether the load generator keeps up.
+                rate, p99 = load.run(calls_at["echo"], args.concurrency, args.seconds)
+                note(f"echo_c{args.concurrency}_requests_per_s", rate)
+                note(f"echo_c{args.concurrency}_p99_ms", p99)
                 for name in arms:
                     rates = {}
                     for mode in ("batched", "unbatched"):
-                        rate, p99 = throughput(
-                            stubs[name, mode], request, args.concurrency, args.seconds
-                        )
+                        rate, p99 = load.run(calls_at[name, mode], args.concurrency, args.seconds)
                         rates[mode] = rate
                         note(f"{name}.{mode}_c{args.concurrency}_requests_per_s", rate)
                         note(f"{name}.{mode}_c{args.concurrency}_p99_ms", p99)
@@ -220,6 +261,7 @@ def main() -> int:
             )
             note("png_decode_p50_ms", 1000 * percentile(decode, 50))
         finally:
+            load.close()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -234,7 +276,9 @@ def main() -> int:
     for key in sorted(result):
         print(f"{key:42s} {result[key]:>9}   rounds {rounds[key]}")
     if args.json:
-        args.json.write_text(json.dumps({"medians": result, "rounds": rounds}, indent=2))
+        config = {"client_processes": args.client_processes, "concurrency": args.concurrency}
+        answer = {"medians": result, "rounds": rounds, "config": config}
+        args.json.write_text(json.dumps(answer, indent=2))
     return 0
 
 

@@ -18,13 +18,13 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import grpc
 import numpy as np
+from loadgen import LOCALIZE, Call, LoadGenerator
 
 from infer_service.localizer import OnnxLocalizer
 from infer_service.server import create_server
@@ -55,28 +55,6 @@ def latencies(call, repeats: int) -> list[float]:
         call()
         out.append(time.perf_counter() - start)
     return out
-
-
-def throughput(stub, request, concurrency: int, seconds: float) -> tuple[float, float]:
-    """(requests/s, p99 latency ms) of `concurrency` closed-loop clients for `seconds`."""
-    done: list[float] = []
-    stop = time.perf_counter() + seconds
-    lock = threading.Lock()
-
-    def client() -> None:
-        while time.perf_counter() < stop:
-            start = time.perf_counter()
-            stub.Localize(request)
-            with lock:
-                done.append(time.perf_counter() - start)
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(done) / (time.perf_counter() - began), 1000 * percentile(done, 99)
 
 
 def main() -> int:
@@ -113,6 +91,7 @@ def main() -> int:
         channels = {k: grpc.insecure_channel(f"127.0.0.1:{s.port}") for k, s in servers.items()}
         stubs = {k: localization_pb2_grpc.LocalizationServiceStub(c) for k, c in channels.items()}
         request = localization_pb2.LocalizeRequest(tensor=tensor)
+        load = LoadGenerator()
         for _ in range(args.rounds):
             direct = latencies(lambda: local.run(prepared), args.repeats)
             served = latencies(lambda: stubs["unbatched"].Localize(request), args.repeats)
@@ -126,9 +105,13 @@ def main() -> int:
             figures.setdefault("service_p50_ms", []).append(1000 * percentile(served, 50))
             figures.setdefault("png_decode_p50_ms", []).append(1000 * percentile(decode, 50))
             for name in ("batched", "unbatched"):
-                rate, p99 = throughput(stubs[name], request, 16, args.seconds)
+                call = Call(
+                    f"127.0.0.1:{servers[name].port}", LOCALIZE, request.SerializeToString()
+                )
+                rate, p99 = load.run(call, 16, args.seconds)
                 figures.setdefault(f"{name}_c16_requests_per_s", []).append(rate)
                 figures.setdefault(f"{name}_c16_p99_ms", []).append(p99)
+        load.close()
         for c in channels.values():
             c.close()
         for s in servers.values():

@@ -6,7 +6,8 @@
         [--checkout-args new='--max-queue-delay-ms 2']
 
 The servers serve the same ONNX file over the KServe v2 gRPC protocol; an unmodified
-tritonclient sends a [1, 1, 512, 512] FP32 tensor from 16 closed-loop client threads. Rounds
+tritonclient sends a [1, 1, 512, 512] FP32 tensor from 16 closed-loop clients, each with its
+own connection, spread over --client-processes processes (benchmarks/loadgen.py). Rounds
 alternate between the servers; medians of requests/s and p99 latency are reported. Each
 --checkout runs synthloc with PYTHONPATH set to that checkout (default: synthloc as
 installed); --checkout-args adds `infer serve` flags to one of them, so one checkout can run
@@ -31,12 +32,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import tritonclient.grpc as triton
+from loadgen import LoadGenerator, TritonCall, default_processes
 
 
 def free_port() -> int:
@@ -63,31 +63,6 @@ def wait_ready(url: str, model: str, proc: subprocess.Popen, timeout: float = 12
     raise RuntimeError(f"{url} never became ready")
 
 
-def load(url: str, model: str, seconds: float, concurrency: int) -> tuple[float, float]:
-    image = np.random.default_rng(0).random((1, 1, 512, 512), dtype=np.float32)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def worker() -> None:
-        client = triton.InferenceServerClient(url)
-        request = triton.InferInput("image", list(image.shape), "FP32")
-        request.set_data_from_numpy(image)
-        while time.monotonic() < stop:
-            start = time.monotonic()
-            client.infer(model, [request])
-            with lock:
-                latencies.append(time.monotonic() - start)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(latencies) / (time.monotonic() - began), 1000 * float(np.percentile(latencies, 99))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthloc", required=True, help="synthloc executable of its venv")
@@ -95,6 +70,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=default_processes(),
+        help="processes the client threads are spread over (default: a quarter of the cores, "
+        "1 to 4)",
+    )
     parser.add_argument("--warmup-seconds", type=float, default=1.0, help="untimed load first")
     parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH")
     parser.add_argument(
@@ -136,18 +118,23 @@ def main() -> int:
             log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
             procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
             targets[name] = f"127.0.0.1:{grpc_port}"
+        load = LoadGenerator(args.client_processes)
         try:
             for url, proc in zip(targets.values(), procs, strict=True):
                 wait_ready(url, "det", proc)
-            for url in targets.values():  # every server meets the load once, untimed
-                load(url, "det", args.warmup_seconds, args.concurrency)
+            calls = {
+                name: TritonCall(url, "det", (1, 1, 512, 512)) for name, url in targets.items()
+            }
+            for call in calls.values():  # every server meets the load once, untimed
+                load.run(call, args.concurrency, args.warmup_seconds)
             figures: dict[str, list[float]] = {}
             for _ in range(args.rounds):
-                for name, url in targets.items():
-                    rate, p99 = load(url, "det", args.seconds, args.concurrency)
+                for name, call in calls.items():
+                    rate, p99 = load.run(call, args.concurrency, args.seconds)
                     figures.setdefault(f"{name}_requests_per_s", []).append(rate)
                     figures.setdefault(f"{name}_p99_ms", []).append(p99)
         finally:
+            load.close()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
