@@ -29,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="gRPC port (default 8001; 0 = any free)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default 8002; -1 off)")
     serve.add_argument(
+        "--processes",
+        type=int,
+        help="server processes sharing the port, one metrics endpoint (default 1)",
+    )
+    serve.add_argument(
         "--reuse-port",
         action="store_true",
         default=None,

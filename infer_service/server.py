@@ -120,24 +120,32 @@ class InferServer:
             except Exception:  # the poller must outlive any one bad scan
                 log.exception("repository scan failed; serving the previous models")
 
-    def start(self) -> None:
-        """Serve, then report SERVING (models are loaded and warmed by now)."""
+    def start(self, metrics_host: str | None = None, announce: bool = True) -> None:
+        """Serve, then report SERVING (models are loaded and warmed by now). Metrics listen on
+        `metrics_host` (default: the gRPC host); `announce` logs the line that says the
+        service is up (a replica of `--processes` leaves that to its supervisor)."""
         self.server.start()
         if self.settings.metrics_port >= 0:
             self._httpd, _ = start_http_server(
-                self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+                self.settings.metrics_port,
+                addr=metrics_host or self.settings.host,
+                registry=self.metrics.registry,
             )
             self.metrics_port = self._httpd.server_port
         if self.settings.poll_seconds > 0:
             self._poller.start()
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info(
-            "inference service on %s:%d (metrics on port %s): %s",
-            self.settings.host,
-            self.port,
-            self.metrics_port,
-            ", ".join(f"{m.name}/{m.version} on {m.provider}" for m in self.repository.list()),
-        )
+        models = ", ".join(f"{m.name}/{m.version} on {m.provider}" for m in self.repository.list())
+        if announce:
+            log.info(
+                "inference service on %s:%d (metrics on port %s): %s",
+                self.settings.host,
+                self.port,
+                self.metrics_port,
+                models,
+            )
+        else:
+            log.info("serving on port %d: %s", self.port, models)
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING, refuse new calls, finish in-flight ones within the grace."""
@@ -159,5 +167,9 @@ def create_server(settings: InferSettings) -> tuple[InferServer, int]:
 
 def serve(settings: InferSettings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
+    if settings.processes != 1:  # a supervisor of replicas (it refuses fewer than 1)
+        from infer_service.processes import serve_processes
+
+        return serve_processes(settings)
     server, _ = create_server(settings)
     return run_until_signalled(server, settings.grace_seconds)

@@ -18,6 +18,10 @@ class InferSettings:
     """Interface to bind; 0.0.0.0 or [::] in containers."""
     port: int = 8001
     """gRPC port for LocalizationService and the KServe v2 protocol (0 picks a free one)."""
+    processes: int = 1
+    """Server processes sharing the port (Linux): above 1, a supervisor runs that many
+    replicas, each with its own models and sessions (GPU memory too), and one metrics endpoint
+    that adds up theirs. For hosts where one Python process cannot keep the GPU busy."""
     reuse_port: bool = False
     """Let several inference server processes listen on this port (SO_REUSEPORT): the kernel
     spreads connections over them. Each needs its own metrics_port (or -1). Off, a port that

@@ -1,0 +1,220 @@
+"""`infer serve --processes N`: N server processes on one port, one metrics endpoint.
+
+One Python process serves a few hundred to a thousand requests a second before its
+interpreter is the limit, well short of what a GPU runs. With `processes` > 1 the command
+becomes a supervisor: it spawns N replicas, each a whole InferServer (models, sessions,
+batcher) listening on the same port with SO_REUSEPORT, so the kernel spreads connections
+over them (Linux; one connection stays with one replica). Replica 0 starts first, so a port
+of 0 becomes the port it bound, then the others join it.
+
+The supervisor serves /metrics on `metrics_port`: the replicas' own endpoints (on 127.0.0.1,
+free ports) scraped and added up sample by sample, so the exposition has the names and
+labels of one process and dashboards need no change; the loaded-model gauge takes the
+maximum instead (a version is loaded once per pod, not N times). On SIGTERM every replica
+drains as a single server would and the supervisor exits 0. A replica that exits on its own
+takes the others down and the supervisor exits 1, for the orchestrator to restart the pod;
+one that fails to start ends it with that replica's exit code and message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing as mp
+import signal
+import threading
+import urllib.request
+from collections.abc import Iterable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from infer_service.settings import InferSettings
+from synthloc.errors import InvalidInput, SynthlocError
+
+log = logging.getLogger(__name__)
+
+MAX_FAMILIES = {"synthloc_infer_model_loaded"}  # the same value in every replica: not summed
+SCRAPE_SECONDS = 5.0
+
+
+class ReplicaFailed(SynthlocError):
+    """A replica could not start; carries its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MergedMetrics:
+    """The replicas' metrics, scraped on every collect and added up sample by sample."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def collect(self) -> Iterable[Metric]:
+        texts = []
+        for url in self.urls:  # a replica that does not answer fails the scrape (up = 0)
+            with urllib.request.urlopen(url, timeout=SCRAPE_SECONDS) as answer:
+                texts.append(answer.read().decode())
+        return merge_expositions(texts)
+
+
+def merge_expositions(texts: list[str]) -> list[Metric]:
+    """Families of several Prometheus text expositions, samples with equal labels combined:
+    summed, except `_created` (the earliest) and the families of MAX_FAMILIES (the largest)."""
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple, float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name not in merged:
+                merged[family.name] = Metric(family.name, family.documentation, family.type)
+                values[family.name] = {}
+            table = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in table:
+                    table[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    table[key] = min(table[key], sample.value)
+                elif family.name in MAX_FAMILIES:
+                    table[key] = max(table[key], sample.value)
+                else:
+                    table[key] += sample.value
+    for name, family in merged.items():
+        for (sample_name, labels), value in values[name].items():
+            family.add_sample(sample_name, dict(labels), value)
+    return list(merged.values())
+
+
+def serve_processes(settings: InferSettings) -> int:
+    """Run `settings.processes` replicas until SIGTERM or SIGINT; 0 after a clean drain."""
+    if settings.processes < 1:
+        raise InvalidInput(
+            f"processes must be at least 1 (flag --processes), got {settings.processes}"
+        )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    level = logging.getLogger().getEffectiveLevel()
+    first = dataclasses.replace(settings, processes=1, reuse_port=True, metrics_port=0)
+    replicas: list[Replica] = []
+    httpd = None
+    try:
+        replicas.append(Replica.spawn(first, 0, level))
+        port, metrics_port = replicas[0].ready()
+        others = dataclasses.replace(first, port=port)  # port 0 became the one replica 0 bound
+        replicas += [Replica.spawn(others, i, level) for i in range(1, settings.processes)]
+        metrics_ports = [metrics_port] + [replica.ready()[1] for replica in replicas[1:]]
+        if settings.metrics_port >= 0:
+            registry = CollectorRegistry()
+            registry.register(
+                MergedMetrics([f"http://127.0.0.1:{m}/metrics" for m in metrics_ports])
+            )
+            httpd, _ = start_http_server(settings.metrics_port, settings.host, registry)
+        log.info(
+            "inference service on %s:%d (metrics on port %s): %d processes",
+            settings.host,
+            port,
+            httpd.server_port if httpd else None,
+            settings.processes,
+        )
+        sentinels = {replica.proc.sentinel: replica for replica in replicas}
+        while not stop.is_set():
+            for ended in wait(list(sentinels), timeout=0.5):
+                replica = sentinels[ended]
+                replica.proc.join()
+                log.error(
+                    "%s exited unexpectedly (%s); stopping the others", replica, replica.how()
+                )
+                return 1
+        log.info("draining %d replicas (grace %.1f s)", len(replicas), settings.grace_seconds)
+        clean = _stop_all(replicas, settings.grace_seconds)
+        log.info("stopped")
+        return 0 if clean else 1
+    finally:
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        _stop_all(replicas, settings.grace_seconds)
+
+
+@dataclasses.dataclass
+class Replica:
+    """One spawned server process and the pipe it reports on."""
+
+    index: int
+    proc: Any
+    pipe: Connection
+
+    @classmethod
+    def spawn(cls, settings: InferSettings, index: int, log_level: int) -> Replica:
+        ours, theirs = mp.get_context("spawn").Pipe()  # CUDA and gRPC do not survive a fork
+        proc = mp.get_context("spawn").Process(
+            target=_replica, args=(settings, index, log_level, theirs), name=f"replica-{index}"
+        )
+        proc.start()
+        theirs.close()
+        replica = cls(index, proc, ours)
+        log.info("%s started", replica)
+        return replica
+
+    def ready(self) -> tuple[int, int]:
+        """(port, metrics port) once it serves; its failure to start raised instead."""
+        try:
+            kind, *value = self.pipe.recv()
+        except EOFError:  # it died before it could say why (its traceback is in the log)
+            self.proc.join()
+            raise ReplicaFailed(f"{self} exited while starting ({self.how()})", 1) from None
+        if kind == "error":
+            message, exit_code = value
+            raise ReplicaFailed(message, exit_code)
+        return value[0], value[1]
+
+    def how(self) -> str:
+        code = self.proc.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+
+    def __str__(self) -> str:
+        return f"replica {self.index} (pid {self.proc.pid})"
+
+
+def _stop_all(replicas: list[Replica], grace: float) -> bool:
+    """SIGTERM every live replica, wait out their drain, kill what is left; True if every one
+    that was still running drained and exited 0."""
+    running = [r for r in replicas if r.proc.is_alive()]
+    for replica in running:
+        replica.proc.terminate()
+    clean = True
+    for replica in running:
+        replica.proc.join(grace + 10)
+        if replica.proc.is_alive():
+            log.error("%s did not drain within %.1f s; killing it", replica, grace)
+            replica.proc.kill()
+            replica.proc.join()
+        clean = clean and replica.proc.exitcode == 0
+    return clean
+
+
+def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connection) -> None:
+    """One replica's life: build and start the server, report, serve until SIGTERM, drain."""
+    from infer_service.server import create_server
+
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s %(levelname)s replica {index} %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C reaches the supervisor too
+    try:
+        server, port = create_server(settings)
+        server.start(metrics_host="127.0.0.1", announce=False)
+    except SynthlocError as error:
+        pipe.send(("error", f"replica {index}: {error}", error.exit_code))
+        raise SystemExit(error.exit_code) from None
+    pipe.send(("ready", port, server.metrics_port))
+    stop.wait()
+    server.stop()
