@@ -15,8 +15,8 @@ under the same machine load: rounds alternate between the arms, medians are repo
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1),
     from closed-loop clients spread over --client-processes processes (benchmarks/loadgen.py).
 Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off, or
-run as several server processes sharing one port (--arm-processes NAME=N, --reuse-port): the
-load's separate connections are spread over them by the kernel.
+`--processes 4` (server processes sharing the port, which the load's separate connections
+are spread over).
 Beside them, `echo_p50_ms`: the same call to benchmarks/echo_server.py, which answers at once,
 the transport floor any Python gRPC service pays on this machine, and `echo_c16_requests_per_s`,
 the most such a service answers under the same load (also the load generator's ceiling).
@@ -57,11 +57,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(
-    checkout: Path, repo: Path, max_batch: int, extra: list[str], processes: int = 1
-) -> tuple:
-    """(processes, stub, address) of a server from `checkout`, ready to answer: `processes`
-    of them sharing one port (--reuse-port) when more than one."""
+def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -> tuple:
+    """(process, stub, address) of one server from `checkout`, once it says it is serving
+    (with `--processes N`, once all N are)."""
     port = free_port()
     # The checkout first; what PYTHONPATH already holds (packages installed to a folder of
     # their own, as on the device machine) stays behind it.
@@ -69,35 +67,23 @@ def start_server(
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
-    if processes > 1:
-        command.append("--reuse-port")
-    started = []
-    for _ in range(processes):
-        log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
-        # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it
-        # in the checkout, or every arm would import the code of the folder this started from.
-        started.append((subprocess.Popen(command, env=env, stderr=log, cwd=checkout), log))
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
+    # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
+    # the checkout, or every arm would import the code of the folder this was started from.
+    proc = subprocess.Popen(command, env=env, stderr=log, cwd=checkout.resolve())
     deadline = time.monotonic() + 120
-    waiting = list(started)
-    while waiting:  # each says so in its log once its models are loaded, warm and served
-        for proc, log in list(waiting):
-            log.seek(0)
-            said = log.read().decode(errors="replace")
-            if "inference service on" in said:
-                waiting.remove((proc, log))
-            elif proc.poll() is not None:  # it died: show why instead of waiting on
-                for other, _ in started:
-                    other.kill()
-                failed = f"`{' '.join(command)}` exited {proc.returncode}:\n{said[-2000:]}"
-                raise SystemExit(failed)
-        if time.monotonic() > deadline:
-            for proc, _ in started:
-                proc.kill()
-            raise SystemExit(f"`{' '.join(command)}` was not serving within 120 s")
+    while time.monotonic() < deadline:
+        log.seek(0)
+        said = log.read().decode(errors="replace")
+        if "inference service on" in said:  # models loaded, warm and served
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            stub = localization_pb2_grpc.LocalizationServiceStub(channel)
+            return proc, stub, f"127.0.0.1:{port}"
+        if proc.poll() is not None:  # it died: show why instead of waiting on
+            raise SystemExit(f"`{' '.join(command)}` exited {proc.returncode}:\n{said[-2000:]}")
         time.sleep(0.1)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = localization_pb2_grpc.LocalizationServiceStub(channel)
-    return [proc for proc, _ in started], stub, f"127.0.0.1:{port}"
+    proc.kill()
+    raise SystemExit(f"`{' '.join(command)}` was not serving within 120 s")
 
 
 def start_echo() -> tuple:
@@ -120,12 +106,6 @@ def main() -> int:
         action="append",
         default=[],
         help="NAME=FLAGS: extra `infer serve` flags for one arm (e.g. off='--pad-batches off')",
-    )
-    parser.add_argument(
-        "--arm-processes",
-        action="append",
-        default=[],
-        help="NAME=N: run one arm as N server processes sharing its port (--reuse-port)",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=40)
@@ -150,9 +130,8 @@ def main() -> int:
         serve_args.append("--require-gpu")
     arms = dict(arm.split("=", 1) for arm in args.arm)
     arm_args = dict(flags.split("=", 1) for flags in args.arm_args)
-    arm_processes = {name: int(n) for name, n in (x.split("=", 1) for x in args.arm_processes)}
-    if unknown := (set(arm_args) | set(arm_processes)) - set(arms):
-        parser.error(f"--arm-args/--arm-processes name arms not in --arm: {sorted(unknown)}")
+    if unknown := set(arm_args) - set(arms):
+        parser.error(f"--arm-args names arms not given with --arm: {sorted(unknown)}")
     image = np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8)
     png = cv2.imencode(".png", image)[1].tobytes()
     tensor = common_pb2.Tensor(dtype=common_pb2.DTYPE_UINT8, shape=[512, 512], data=image.tobytes())
@@ -176,11 +155,11 @@ def main() -> int:
             for name, checkout in arms.items():
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
                     extra = [*serve_args, *arm_args.get(name, "").split()]
-                    servers, stubs[name, mode], address = start_server(
-                        Path(checkout).resolve(), repo, batch, extra, arm_processes.get(name, 1)
+                    proc, stubs[name, mode], address = start_server(
+                        Path(checkout), repo, batch, extra
                     )
                     calls_at[name, mode] = Call(address, LOCALIZE, request.SerializeToString())
-                    procs.extend(servers)
+                    procs.append(proc)
             proc, echo, address = start_echo()
             calls_at["echo"] = Call(address, LOCALIZE, request.SerializeToString())
             procs.append(proc)
