@@ -45,20 +45,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, model: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the model is ready; fails at once, with the server's last words, if it dies."""
+def wait_ready(
+    url: str, model: str, proc: subprocess.Popen, log, said: str = "", timeout: float = 120
+) -> None:
+    """Until the model is ready and the server's log holds `said`; fails at once, with the
+    server's last words, if it dies."""
     client = triton.InferenceServerClient(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        log.seek(0)
+        text = log.read().decode(errors="replace")
         try:
-            if client.is_model_ready(model):
+            if said in text and client.is_model_ready(model):
                 return
         except Exception:  # not listening yet
             pass
         if proc.poll() is not None:
-            proc.stderr.seek(0)
-            tail = proc.stderr.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"the server for {url} exited {proc.returncode}:\n{tail}")
+            raise RuntimeError(f"the server for {url} exited {proc.returncode}:\n{text[-2000:]}")
         time.sleep(0.5)
     raise RuntimeError(f"{url} never became ready")
 
@@ -93,7 +96,7 @@ def main() -> int:
     extra = {name: shlex.split(flags) for name, flags in pairs}
     if unknown := extra.keys() - checkouts.keys():
         parser.error(f"--checkout-args names checkouts not in --checkout: {sorted(unknown)}")
-    targets, procs = {}, []
+    targets, procs, logs, says = {}, [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "det" / "1"
         repo.mkdir(parents=True)
@@ -108,6 +111,8 @@ def main() -> int:
             command += extra.get(name, [])
             log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
             procs.append(subprocess.Popen(command, env=env, stderr=log))
+            logs.append(log)
+            says.append("inference service on")  # with --processes, once every replica serves
             targets[name] = f"127.0.0.1:{port}"
         cuda = ["--cuda"] if args.device == "cuda" else []
         for name, flags in (("kserve", cuda), ("kserve_alike", ["--no-spin", *cuda])):
@@ -117,11 +122,13 @@ def main() -> int:
             command += ["--http-port", str(http_port), *flags]
             log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
             procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
+            logs.append(log)
+            says.append("")
             targets[name] = f"127.0.0.1:{grpc_port}"
         load = LoadGenerator(args.client_processes)
         try:
-            for url, proc in zip(targets.values(), procs, strict=True):
-                wait_ready(url, "det", proc)
+            for url, proc, log, said in zip(targets.values(), procs, logs, says, strict=True):
+                wait_ready(url, "det", proc, log, said)
             calls = {
                 name: TritonCall(url, "det", (1, 1, 512, 512)) for name, url in targets.items()
             }
