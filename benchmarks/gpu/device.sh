@@ -5,11 +5,11 @@
 # into /tmp/site and kserve into /tmp/kserve-site (kept for a rerun on the same machine),
 # points the loader at the CUDA and cuDNN libraries of the device's nvidia-* packages, and
 # measures, writing under $OUT (each step goes on if an earlier one failed):
-#   ort_gpu.json     ONNX Runtime alone, CUDA and CPU providers, batch 1/8/32 (infer_gpu.py)
-#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, with and without a
-#                    queue delay (infer_compare.py)
-#   kserve_gpu.json  the service (with and without a queue delay) vs KServe's ModelServer,
-#                    all on CUDA (kserve_side_by_side.py)
+#   ort_gpu.json     ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py)
+#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, with a queue delay
+#                    and as 4 processes, and the echo server's ceiling (infer_compare.py)
+#   kserve_gpu.json  the service (defaults, a queue delay, 4 processes) vs KServe's
+#                    ModelServer, all on CUDA (kserve_side_by_side.py)
 # DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +17,12 @@ repo=$PWD
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
+# The checkout arrives without build outputs: synthloc's C helpers, which the service's input
+# normalisation imports, are compiled here for this Python (a second; the first call shows
+# whether that works while the other parts are still on their way).
+built=$(python3 benchmarks/gpu/build_native.py synthloc._native 2>"$OUT/build_native.log") || {
+  echo "could not compile synthloc._native:"; tail -20 "$OUT/build_native.log"; exit 3; }
+echo "built $built for $(python3 -V)"
 missing=()
 while read -r part; do [ -f ".gpu/$part" ] || missing+=("$part"); done < .gpu/payload.parts
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -50,18 +56,19 @@ export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi | tee "$OUT/nvidia-smi.txt" || echo "no nvidia-smi here"
 python3 -c 'import onnxruntime as o; print(o.__file__, o.__version__, o.get_available_providers())'
 model=$payload/model.onnx
-providers=(cuda cpu)
-[ "$DEVICE" = cuda ] || providers=(cpu)
-python3 benchmarks/infer_gpu.py --model "$model" --providers "${providers[@]}" \
+# The CPU provider's figures were measured on the device before (README); only CUDA's here.
+python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" --repeats 40 \
   --json "$OUT/ort_gpu.json" \
   2>&1 | tee "$OUT/ort_gpu.log"
 # Three arms of this checkout: the defaults (batches padded to powers of two, a session per
-# size; a free worker takes what is queued at once), and a batch's first request waiting up
-# to 1 or 2 ms for company (--max-queue-delay-ms), the untried idea for batching and p99.
-# (Varying batch shapes on one session, --pad-batches off, was measured: 25 requests/s.)
-python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm delay1=. \
-  --arm delay2=. --arm-args delay1='--max-queue-delay-ms 1' \
-  --arm-args delay2='--max-queue-delay-ms 2' --device "$DEVICE" \
+# size; a free worker takes what is queued at once), a batch's first request waiting up to
+# 2 ms for company (--max-queue-delay-ms), and 4 server processes on the port (--processes),
+# for a host where one Python process is the limit. Every server warms the 512-pixel shapes
+# the load sends before it serves; the load comes from 4 client processes (loadgen.py), and
+# the echo server's rate under it shows what the host's Python gRPC can answer at all.
+python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm delay2=. \
+  --arm procs4=. --arm-args delay2='--max-queue-delay-ms 2' --arm-args procs4='--processes 4' \
+  --serve-args '--warm-sizes 512' --device "$DEVICE" --client-processes 4 \
   --rounds "${ROUNDS:-3}" --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$OUT/service_gpu.log"
 # KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
@@ -69,6 +76,8 @@ printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$r
 chmod +x /tmp/synthloc
 PYTHONPATH="$kserve_site:$site" python3 benchmarks/kserve_side_by_side.py \
   --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "${ROUNDS:-3}" \
-  --checkout synthloc="$repo" --checkout delay2="$repo" \
-  --checkout-args delay2='--max-queue-delay-ms 2' \
+  --checkout synthloc="$repo" --checkout delay2="$repo" --checkout procs4="$repo" \
+  --checkout-args synthloc='--warm-sizes 512' \
+  --checkout-args delay2='--warm-sizes 512 --max-queue-delay-ms 2' \
+  --checkout-args procs4='--warm-sizes 512 --processes 4' --client-processes 4 \
   --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$OUT/kserve_gpu.log"
