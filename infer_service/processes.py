@@ -23,6 +23,7 @@ import logging
 import multiprocessing as mp
 import signal
 import threading
+import time
 import urllib.request
 from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
@@ -34,11 +35,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infer_service.settings import InferSettings
 from synthloc.errors import InvalidInput, SynthlocError
+from synthloc.serving import wait_for
 
 log = logging.getLogger(__name__)
 
 MAX_FAMILIES = {"synthloc_infer_model_loaded"}  # the same value in every replica: not summed
 SCRAPE_SECONDS = 5.0
+DRAIN_MARGIN_SECONDS = 5.0  # beyond the grace, for a replica's exit (its sessions, its CUDA)
+KILL_WAIT_SECONDS = 5.0
 
 
 class ReplicaFailed(SynthlocError):
@@ -127,13 +131,17 @@ def serve_processes(settings: InferSettings) -> int:
             for ended in wait(list(sentinels), timeout=0.5):
                 replica = sentinels[ended]
                 replica.proc.join()
+                if replica.proc.exitcode == 0:  # drained: SIGTERM reached it directly
+                    log.info("%s drained and exited; draining the others", replica)
+                    stop.set()
+                    break
                 log.error(
                     "%s exited unexpectedly (%s); stopping the others", replica, replica.how()
                 )
                 return 1
         log.info("draining %d replicas (grace %.1f s)", len(replicas), settings.grace_seconds)
         clean = _stop_all(replicas, settings.grace_seconds)
-        log.info("stopped")
+        log.info("stopped" if clean else "stopped, not cleanly (see above)")
         return 0 if clean else 1
     finally:
         if httpd is not None:
@@ -183,20 +191,29 @@ class Replica:
 
 
 def _stop_all(replicas: list[Replica], grace: float) -> bool:
-    """SIGTERM every live replica, wait out their drain, kill what is left; True if every one
-    that was still running drained and exited 0."""
+    """SIGTERM every live replica, wait out their drain (grace + DRAIN_MARGIN_SECONDS for all
+    of them together), SIGKILL what is left; True if every one drained and exited 0."""
     running = [r for r in replicas if r.proc.is_alive()]
     for replica in running:
         replica.proc.terminate()
-    clean = True
+    deadline = time.monotonic() + grace + DRAIN_MARGIN_SECONDS
     for replica in running:
-        replica.proc.join(grace + 10)
-        if replica.proc.is_alive():
-            log.error("%s did not drain within %.1f s; killing it", replica, grace)
-            replica.proc.kill()
-            replica.proc.join()
-        clean = clean and replica.proc.exitcode == 0
-    return clean
+        replica.proc.join(max(0.0, deadline - time.monotonic()))
+    late = [r for r in running if r.proc.is_alive()]
+    for replica in late:
+        log.error(
+            "%s did not drain within %.1f s of SIGTERM; killing it",
+            replica,
+            grace + DRAIN_MARGIN_SECONDS,
+        )
+        replica.proc.kill()
+    for replica in late:
+        replica.proc.join(KILL_WAIT_SECONDS)
+        if replica.proc.is_alive():  # stuck in the kernel, e.g. in a GPU driver call
+            log.error(
+                "%s is still there %.0f s after SIGKILL; leaving it", replica, KILL_WAIT_SECONDS
+            )
+    return not late and all(r.proc.exitcode == 0 for r in running)
 
 
 def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connection) -> None:
@@ -215,6 +232,21 @@ def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connecti
     except SynthlocError as error:
         pipe.send(("error", f"replica {index}: {error}", error.exit_code))
         raise SystemExit(error.exit_code) from None
+    threading.Thread(target=_drain_without_supervisor, args=(stop,), daemon=True).start()
     pipe.send(("ready", port, server.metrics_port))
-    stop.wait()
+    wait_for(stop)
+    began = time.monotonic()
+    log.info("draining (grace %.1f s)", settings.grace_seconds)
     server.stop()
+    log.info("drained in %.1f s", time.monotonic() - began)
+
+
+def _drain_without_supervisor(stop: threading.Event) -> None:
+    """Drain when the supervisor is gone (SIGKILL, OOM): no replica outlives it, serving on
+    a port nothing watches."""
+    supervisor = mp.parent_process()
+    if supervisor is not None:
+        supervisor.join()
+        if not stop.is_set():
+            log.warning("the supervisor (pid %s) is gone; draining", supervisor.pid)
+            stop.set()

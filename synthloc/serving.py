@@ -122,8 +122,17 @@ def run_until_signalled(replica: Replica, grace_seconds: float) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     replica.start()
-    stop.wait()
+    wait_for(stop)
     log.info("draining (grace %.1f s)", grace_seconds)
     replica.stop()
     log.info("stopped")
     return 0
+
+
+def wait_for(event: threading.Event) -> None:
+    """Wait for `event` in one-second slices. A Python signal handler runs only when the main
+    thread runs Python code, and the kernel may deliver SIGTERM to any thread of the process
+    that does not block it (ONNX Runtime's, CUDA's, gRPC's): an untimed wait could then sleep
+    through it."""
+    while not event.wait(1.0):
+        pass

@@ -100,6 +100,65 @@ def test_a_replica_that_dies_takes_the_supervisor_down_with_exit_1(repo: Path) -
         _localize_on_new_connections(port, 1)
 
 
+def _pids(lines: list[str]) -> list[int]:
+    return [int(pid) for pid in re.findall(r"replica \d \(pid (\d+)\) started", "".join(lines))]
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_replicas_drain_when_their_supervisor_is_killed(repo: Path) -> None:
+    proc, port, _, lines = _serve(repo, "--processes", "2")
+    pids = _pids(lines)
+    proc.kill()  # SIGKILL: the supervisor cannot stop them itself
+    proc.wait()
+    assert all(_gone(pid, 30) for pid in pids), "a replica outlived its supervisor"
+    with pytest.raises(grpc.RpcError):
+        _localize_on_new_connections(port, 1)
+
+
+def test_a_replica_that_ignores_sigterm_is_killed_after_the_grace(repo: Path) -> None:
+    proc, _, _, lines = _serve(repo, "--processes", "2")  # --grace-seconds 2
+    try:
+        stuck = _pids(lines)[1]
+        os.kill(stuck, signal.SIGSTOP)  # runs no handler, as if hung
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 1
+        took = time.monotonic() - began
+        assert 2 + 5 - 1 < took < 2 + 5 + 10, took  # the grace and the margin, then SIGKILL
+        said = proc.stderr.read()
+        assert f"replica 1 (pid {stuck}) did not drain within 7.0 s of SIGTERM; killing it" in said
+        assert "stopped, not cleanly" in said
+        assert _gone(stuck, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_sent_to_one_replica_drains_them_all_cleanly(repo: Path) -> None:
+    proc, _, _, lines = _serve(repo, "--processes", "2")
+    try:
+        first, second = _pids(lines)
+        os.kill(second, signal.SIGTERM)  # as systemd's control-group kill does, to every pid
+        assert proc.wait(timeout=60) == 0
+        assert f"replica 1 (pid {second}) drained and exited; draining the others" in (
+            proc.stderr.read()
+        )
+        assert _gone(first, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
