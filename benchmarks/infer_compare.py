@@ -42,7 +42,7 @@ import cv2
 import grpc
 import numpy as np
 from infer_latency import latencies, percentile
-from loadgen import LOCALIZE, Call, LoadGenerator, default_processes
+from loadgen import LOCALIZE, Call, LoadGenerator, default_processes, stop_servers
 
 from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import providers_for, session_options
@@ -70,7 +70,9 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
     # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
     # the checkout, or every arm would import the code of the folder this was started from.
-    proc = subprocess.Popen(command, env=env, stderr=log, cwd=checkout.resolve())
+    # Its output goes to the log, never to ours: a pipe reading ours (| tee) would otherwise
+    # wait for every process that inherited it, replicas included.
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=checkout.resolve())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         log.seek(0)
@@ -90,7 +92,8 @@ def start_echo() -> tuple:
     """(process, stub, address) of benchmarks/echo_server.py, ready to answer."""
     port = free_port()
     script = Path(__file__).with_name("echo_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), str(port)], stderr=subprocess.DEVNULL)
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=quiet, stderr=quiet)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=60)
     return proc, localization_pb2_grpc.LocalizationServiceStub(channel), f"127.0.0.1:{port}"
@@ -241,9 +244,7 @@ def main() -> int:
             note("png_decode_p50_ms", 1000 * percentile(decode, 50))
         finally:
             load.close()
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
+            stop_servers(procs)
     first, *others = arms
     for name in others:  # per-round ratios against the first arm, then their medians
         for key in ("batched_c16_requests_per_s", "unbatched_c16_requests_per_s"):

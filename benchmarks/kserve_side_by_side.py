@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import tritonclient.grpc as triton
-from loadgen import LoadGenerator, TritonCall, default_processes
+from loadgen import LoadGenerator, TritonCall, default_processes, stop_servers
 
 
 def free_port() -> int:
@@ -110,7 +110,7 @@ def main() -> int:
                 command.append("--require-gpu")
             command += extra.get(name, [])
             log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
-            procs.append(subprocess.Popen(command, env=env, stderr=log))
+            procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
             logs.append(log)
             says.append("inference service on")  # with --processes, once every replica serves
             targets[name] = f"127.0.0.1:{port}"
@@ -142,9 +142,7 @@ def main() -> int:
                     figures.setdefault(f"{name}_p99_ms", []).append(p99)
         finally:
             load.close()
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
+            stop_servers(procs)
     for name in checkouts:  # per-round ratios, then their medians
         for peer in ("kserve", "kserve_alike"):
             pairs = zip(

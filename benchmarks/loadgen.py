@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -183,3 +184,17 @@ def _closed_loop(clients: list[Callable[[], object]], start: float, stop: float)
     if errors:
         raise errors[0]
     return done
+
+
+def stop_servers(procs: list[subprocess.Popen], seconds: float = 30.0) -> None:
+    """SIGTERM every server, wait up to `seconds` for each drain, SIGKILL any still there (a
+    supervisor of --processes bounds its own drain at its grace + 10 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            print(f"server pid {proc.pid} did not stop in {seconds:.0f} s; killed", flush=True)
+            proc.kill()
+            proc.wait()
