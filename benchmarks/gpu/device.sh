@@ -5,11 +5,11 @@
 # into /tmp/site and kserve into /tmp/kserve-site (kept for a rerun on the same machine),
 # points the loader at the CUDA and cuDNN libraries of the device's nvidia-* packages, and
 # measures, writing under $OUT (each step goes on if an earlier one failed):
-#   ort_gpu.json     ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py)
-#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, with a queue delay
-#                    and as 4 processes, and the echo server's ceiling (infer_compare.py)
-#   kserve_gpu.json  the service (defaults, a queue delay, 4 processes) vs KServe's
-#                    ModelServer, all on CUDA (kserve_side_by_side.py)
+#   kserve_gpu.json  the service (one process, 4 processes) vs KServe's ModelServer, all on
+#                    CUDA (kserve_side_by_side.py)
+#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, as 1, 2 and 4
+#                    processes, with a queue delay, and the echo server's rate (infer_compare.py)
+#   ort_gpu.json     with ORT_ALONE=1, ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py)
 # DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,28 +56,30 @@ export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi | tee "$OUT/nvidia-smi.txt" || echo "no nvidia-smi here"
 python3 -c 'import onnxruntime as o; print(o.__file__, o.__version__, o.get_available_providers())'
 model=$payload/model.onnx
-# The CPU provider's figures were measured on the device before (README); only CUDA's here.
-python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" --repeats 40 \
-  --json "$OUT/ort_gpu.json" \
-  2>&1 | tee "$OUT/ort_gpu.log"
-# Three arms of this checkout: the defaults (batches padded to powers of two, a session per
-# size; a free worker takes what is queued at once), a batch's first request waiting up to
-# 2 ms for company (--max-queue-delay-ms), and 4 server processes on the port (--processes),
-# for a host where one Python process is the limit. Every server warms the 512-pixel shapes
-# the load sends before it serves; the load comes from 4 client processes (loadgen.py), and
-# the echo server's rate under it shows what the host's Python gRPC can answer at all.
-python3 benchmarks/infer_compare.py --model "$model" --arm padded=. --arm delay2=. \
-  --arm procs4=. --arm-args delay2='--max-queue-delay-ms 2' --arm-args procs4='--processes 4' \
+# Each step has its own time limit, so one that hangs leaves the others their time.
+# 1. Against KServe's ModelServer, all on CUDA: the service as one process and as 4 processes
+#    on the port (--processes), every server warmed for the 512-pixel shapes the load sends.
+#    KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
+printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$repo" > /tmp/synthloc
+chmod +x /tmp/synthloc
+PYTHONPATH="$kserve_site:$site" timeout 200 python3 benchmarks/kserve_side_by_side.py \
+  --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "${ROUNDS:-3}" \
+  --checkout synthloc="$repo" --checkout procs4="$repo" \
+  --checkout-args synthloc='--warm-sizes 512' \
+  --checkout-args procs4='--warm-sizes 512 --processes 4' --client-processes 4 \
+  --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$OUT/kserve_gpu.log"
+# 2. The service's overhead and batching: one process, 2 and 4 processes, and 4 with a batch's
+#    first request waiting up to 2 ms for company; the load from 4 client processes
+#    (loadgen.py), and the echo server's rate under it, what the host's Python gRPC answers.
+timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs2=. \
+  --arm procs4=. --arm procs4_delay2=. --arm-args procs2='--processes 2' \
+  --arm-args procs4='--processes 4' \
+  --arm-args procs4_delay2='--processes 4 --max-queue-delay-ms 2' \
   --serve-args '--warm-sizes 512' --device "$DEVICE" --client-processes 4 \
   --rounds "${ROUNDS:-3}" --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$OUT/service_gpu.log"
-# KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
-printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$repo" > /tmp/synthloc
-chmod +x /tmp/synthloc
-PYTHONPATH="$kserve_site:$site" python3 benchmarks/kserve_side_by_side.py \
-  --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "${ROUNDS:-3}" \
-  --checkout synthloc="$repo" --checkout delay2="$repo" --checkout procs4="$repo" \
-  --checkout-args synthloc='--warm-sizes 512' \
-  --checkout-args delay2='--warm-sizes 512 --max-queue-delay-ms 2' \
-  --checkout-args procs4='--warm-sizes 512 --processes 4' --client-processes 4 \
-  --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$OUT/kserve_gpu.log"
+# 3. ONNX Runtime alone on CUDA at batch 1/8/32 (measured 2026-11-27; ORT_ALONE=1 repeats it).
+if [ "${ORT_ALONE:-0}" = 1 ]; then
+  timeout 120 python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" \
+    --repeats 40 --json "$OUT/ort_gpu.json" 2>&1 | tee "$OUT/ort_gpu.log"
+fi
