@@ -13,7 +13,8 @@ under the same machine load: rounds alternate between the arms, medians are repo
     with the server's own timings of those calls (decode, postprocess, and everything
     outside the model run), which a CPU's millisecond swings in the model run do not blur;
 (b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1),
-    from closed-loop clients spread over --client-processes processes (benchmarks/loadgen.py).
+    from closed-loop clients spread over --client-processes processes (benchmarks/loadgen.py),
+    with the server's CPU over each run (every process of it: ms per request, and cores).
 Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off, or
 `--processes 4` (server processes sharing the port, which the load's separate connections
 are spread over).
@@ -41,6 +42,7 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+from cputime import cpu_ms_per_item, tree_cpu
 from infer_latency import latencies, percentile
 from loadgen import LOCALIZE, Call, LoadGenerator, default_processes, stop_servers
 
@@ -153,7 +155,7 @@ def main() -> int:
         repo = Path(tmp) / "models"
         (repo / "det" / "1").mkdir(parents=True)
         (repo / "det" / "1" / "model.onnx").write_bytes(args.model.read_bytes())
-        stubs, calls_at = {}, {}
+        stubs, calls_at, servers = {}, {}, {}
         try:
             for name, checkout in arms.items():
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
@@ -162,6 +164,7 @@ def main() -> int:
                         Path(checkout), repo, batch, extra
                     )
                     calls_at[name, mode] = Call(address, LOCALIZE, request.SerializeToString())
+                    servers[name, mode] = proc
                     procs.append(proc)
             proc, echo, address = start_echo()
             calls_at["echo"] = Call(address, LOCALIZE, request.SerializeToString())
@@ -232,7 +235,17 @@ def main() -> int:
                 for name in arms:
                     rates = {}
                     for mode in ("batched", "unbatched"):
+                        before, began = tree_cpu(servers[name, mode].pid), time.perf_counter()
                         rate, p99 = load.run(calls_at[name, mode], args.concurrency, args.seconds)
+                        after, wall = tree_cpu(servers[name, mode].pid), time.perf_counter() - began
+                        # The server's CPU (every replica's, with --processes) over the run,
+                        # connecting and arming included: what a pod's CPU limit must give.
+                        key = f"{name}.{mode}_c{args.concurrency}"
+                        note(
+                            f"{key}_server_cpu_ms_per_request",
+                            cpu_ms_per_item(before, after, rate * args.seconds),
+                        )
+                        note(f"{key}_server_cores", cpu_ms_per_item(before, after, 1000 * wall))
                         rates[mode] = rate
                         note(f"{name}.{mode}_c{args.concurrency}_requests_per_s", rate)
                         note(f"{name}.{mode}_c{args.concurrency}_p99_ms", p99)

@@ -40,7 +40,6 @@ arithmetic and overhead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -54,6 +53,7 @@ from pathlib import Path
 import cv2
 import grpc
 import numpy as np
+from cputime import cpu_ms_per_item, tree_cpu
 from google.protobuf import json_format
 
 from synth_service import _kernel
@@ -104,30 +104,6 @@ def stream_rate(port: int, request: synthesis_pb2.StreamBatchesRequest) -> tuple
             count += len(batch.samples)
             size += batch.ByteSize()
         return count / (time.perf_counter() - start), size // max(count, 1)
-
-
-def tree_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of process `pid` and of every process below it, by pid
-    (empty without Linux's /proc)."""
-    seconds: dict[int, float] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except FileNotFoundError:  # ended meanwhile
-            continue
-        seconds[p] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        for task in tasks:
-            with contextlib.suppress(FileNotFoundError):  # a thread ended meanwhile
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return seconds
-
-
-def cpu_per_image(before: dict[int, float], after: dict[int, float], images: int) -> float:
-    """CPU ms per image spent between two tree_cpu readings (processes in both)."""
-    return sum(after[p] - before[p] for p in after.keys() & before.keys()) / images * 1000
 
 
 def cost_model(state: SynthState, recipe: Recipe, images: int, rounds: int) -> dict:
@@ -306,9 +282,11 @@ def main() -> int:
             if before:  # CPU times come from Linux's /proc
                 record(
                     {
-                        "cpu_in_process": cpu_per_image(before, middle, count),
-                        "cpu_stream": cpu_per_image(middle, after, count),
-                        "cpu_client": cpu_per_image({client_pid: middle[client_pid]}, after, count),
+                        "cpu_in_process": cpu_ms_per_item(before, middle, count),
+                        "cpu_stream": cpu_ms_per_item(middle, after, count),
+                        "cpu_client": cpu_ms_per_item(
+                            {client_pid: middle[client_pid]}, after, count
+                        ),
                     }
                 )
         png = synthesis_pb2.StreamBatchesRequest(
