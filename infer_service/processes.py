@@ -108,7 +108,9 @@ def serve_processes(settings: InferSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     level = logging.getLogger().getEffectiveLevel()
-    first = dataclasses.replace(settings, processes=1, reuse_port=True, metrics_port=0)
+    # Replicas' metrics on free ports of 127.0.0.1, for the supervisor to add up (none if off).
+    metrics = 0 if settings.metrics_port >= 0 else -1
+    first = dataclasses.replace(settings, processes=1, reuse_port=True, metrics_port=metrics)
     replicas: list[Replica] = []
     httpd = None
     try:
@@ -217,7 +219,10 @@ def _stop_all(replicas: list[Replica], grace: float) -> bool:
             log.error(
                 "%s is still there %.0f s after SIGKILL; leaving it", replica, KILL_WAIT_SECONDS
             )
-    return not late and all(r.proc.exitcode == 0 for r in running)
+    unclean = [r for r in running if r.proc.exitcode != 0]
+    for replica in unclean:
+        log.error("%s ended with %s", replica, replica.how())
+    return not unclean
 
 
 def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connection) -> None:
@@ -243,6 +248,9 @@ def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connecti
     log.info("draining (grace %.1f s)", settings.grace_seconds)
     server.stop()
     log.info("drained in %.1f s", time.monotonic() - began)
+    # The supervisor's own SIGTERM may come after a direct one (a control-group kill): from
+    # here on it must not end the interpreter's exit with a signal, which would read as unclean.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _drain_without_supervisor(stop: threading.Event) -> None:

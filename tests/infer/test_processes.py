@@ -31,7 +31,7 @@ def _serve(repo: Path, *flags: str) -> tuple[subprocess.Popen, int, int, list[st
     """The supervisor, its gRPC and metrics ports, and the log lines read so far."""
     command = [SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", "0"]
     command += ["--metrics-port", "0", "--grace-seconds", "2", *flags]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines: list[str] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (line := proc.stderr.readline()):
@@ -154,6 +154,20 @@ def test_sigterm_sent_to_one_replica_drains_them_all_cleanly(repo: Path) -> None
             proc.stderr.read()
         )
         assert _gone(first, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_to_the_whole_group_stops_cleanly(repo: Path) -> None:
+    """As `timeout`, a terminal or systemd do: every process gets SIGTERM, the supervisor's own
+    SIGTERM then reaches replicas that are already on their way out."""
+    proc, _, _, _ = _serve(repo, "--processes", "2")
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        said = proc.stderr.read()
+        assert "ended with" not in said and said.rstrip().endswith("stopped"), said
     finally:
         proc.kill()
         proc.wait()
