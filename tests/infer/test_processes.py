@@ -42,7 +42,10 @@ def _serve(repo: Path, *flags: str) -> tuple[subprocess.Popen, int, int, list[st
         if found:
             return proc, int(found.group(1)), int(found.group(2)), lines
     proc.kill()
-    raise AssertionError("the supervisor never said it was serving:\n" + "".join(lines))
+    code = proc.wait()
+    raise AssertionError(
+        f"the supervisor (exit {code}) never said it was serving:\n{''.join(lines)}"
+    )
 
 
 def _localize_on_new_connections(port: int, calls: int) -> None:
