@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import re
 import signal
 import subprocess
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import onnx
 import pydicom.data
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from synthloc.imageio import read_image, write_png
@@ -120,3 +124,24 @@ def test_metric_names_pass_promtool(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout + done.stderr == b""
+
+
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}  # the syscall that signals one thread
+
+
+@pytest.mark.skipif(platform.machine() not in SYS_TGKILL, reason="tgkill's number unknown here")
+def test_sigterm_delivered_to_another_thread_still_drains(tmp_path: Path) -> None:
+    """The kernel may hand a process's SIGTERM to any thread that does not block it (ONNX
+    Runtime's, gRPC's); the server must not sleep through it (synthloc.serving.wait_for)."""
+    models = tmp_path / "models" / "nuclei" / "1"
+    models.mkdir(parents=True)
+    onnx.save(analytic_detector(detector_card()), str(models / "model.onnx"))
+    proc, _, _ = _serve(tmp_path / "models")
+    try:
+        other = next(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL[platform.machine()], proc.pid, other, signal.SIGTERM) == 0
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.wait()
