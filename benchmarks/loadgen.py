@@ -16,6 +16,8 @@ that finish inside that window count. Returns requests/s and the p99 latency in 
 client pays no protobuf work; `TritonCall` is an unmodified `tritonclient.grpc` client
 (ModelInfer with a seeded FP32 tensor), for the KServe comparison. Each process imports only
 what its calls need (tritonclient needs protobuf < 7, synthloc protobuf >= 7).
+
+`stop_servers` stops the server processes a benchmark started, killing any that hang.
 """
 
 from __future__ import annotations
