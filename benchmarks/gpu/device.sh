@@ -10,7 +10,15 @@
 #   service_gpu.json the service on CUDA: overhead, batched vs unbatched, as 1, 2 and 4
 #                    processes, with a queue delay, and the echo server's rate (infer_compare.py)
 #   ort_gpu.json     with ORT_ALONE=1, ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py)
-# DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine.
+# DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine. On a
+# machine without Python 3.12 it runs with the checkout's venv standing in for the payload
+# (how it was rehearsed on 2026-11-27, 1 min 45 s with ROUNDS=1):
+#   mkdir -p /tmp/site /tmp/payload /tmp/shim && touch /tmp/site/.ready  # nothing else in it
+#   cp MODEL.onnx /tmp/payload/model.onnx     # e.g. from benchmarks/infer_latency.default_model
+#   ln -s KSERVE_VENV/lib/python3.X/site-packages /tmp/kserve-site
+#   printf '#!/bin/sh\nexec %s/.venv/bin/python "$@"\n' "$PWD" > /tmp/shim/python3
+#   chmod +x /tmp/shim/python3
+#   PATH=/tmp/shim:$PATH DEVICE=cpu ROUNDS=1 bash benchmarks/gpu/device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
