@@ -166,8 +166,9 @@ class Replica:
 
     @classmethod
     def spawn(cls, settings: InferSettings, index: int, log_level: int) -> Replica:
-        ours, theirs = mp.get_context("spawn").Pipe()  # CUDA and gRPC do not survive a fork
-        proc = mp.get_context("spawn").Process(
+        spawn = mp.get_context("spawn")  # CUDA and gRPC do not survive a fork
+        ours, theirs = spawn.Pipe()
+        proc = spawn.Process(
             target=_replica, args=(settings, index, log_level, theirs), name=f"replica-{index}"
         )
         proc.start()
@@ -219,10 +220,10 @@ def _stop_all(replicas: list[Replica], grace: float) -> bool:
             log.error(
                 "%s is still there %.0f s after SIGKILL; leaving it", replica, KILL_WAIT_SECONDS
             )
-    unclean = [r for r in running if r.proc.exitcode != 0]
-    for replica in unclean:
-        log.error("%s ended with %s", replica, replica.how())
-    return not unclean
+    for replica in running:
+        if replica.proc.exitcode not in (0, None):  # None: the one left above, logged there
+            log.error("%s ended with %s", replica, replica.how())
+    return all(r.proc.exitcode == 0 for r in running)
 
 
 def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connection) -> None:

@@ -132,7 +132,7 @@ def run_until_signalled(replica: Replica, grace_seconds: float) -> int:
 def wait_for(event: threading.Event) -> None:
     """Wait for `event` in one-second slices. A Python signal handler runs only when the main
     thread runs Python code, and the kernel may deliver SIGTERM to any thread of the process
-    that does not block it (ONNX Runtime's, CUDA's, gRPC's): an untimed wait could then sleep
+    that does not block it (ONNX Runtime's or gRPC's, say): an untimed wait could then sleep
     through it."""
     while not event.wait(1.0):
         pass
