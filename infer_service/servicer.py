@@ -102,17 +102,40 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
         # A reader thread takes requests as they come, so clients that wait for each answer
         # and clients that send everything first both work; answers keep request order.
         pending: queue.Queue[Future | None] = queue.Queue(maxsize=self.stream_parallelism)
+
+        def offer(item: Future | None) -> bool:
+            """Queue an answer to come (None: the end), unless the stream is over meanwhile:
+            nobody would take it, and the reader would wait for ever."""
+            while context.is_active():
+                try:
+                    pending.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         with ThreadPoolExecutor(self.stream_parallelism, thread_name_prefix="stream") as pool:
 
             def read() -> None:
                 try:
                     for request in request_iterator:
-                        pending.put(pool.submit(self._stream_item, request, context))
+                        if not offer(pool.submit(self._stream_item, request, context)):
+                            return
+                except grpc.RpcError:  # cancelled, or the connection broke: nothing follows
+                    log.debug("a stream ended before its client finished sending")
                 finally:
-                    pending.put(None)
+                    offer(None)
 
             threading.Thread(target=read, daemon=True, name="stream-reader").start()
-            while (future := pending.get()) is not None:
+            while True:
+                try:
+                    future = pending.get(timeout=0.5)
+                except queue.Empty:
+                    if context.is_active():
+                        continue
+                    return  # the stream is over: the reader may have left without saying so
+                if future is None:
+                    return
                 yield future.result()
 
     def _stream_item(

@@ -95,6 +95,35 @@ def test_stream_answers_every_item_and_survives_a_bad_one(served) -> None:
     assert all(len(r.detections) == 1 for i, r in enumerate(replies) if i != 2)
 
 
+def test_a_stream_its_client_abandons_leaves_nothing_behind(
+    served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, stub = served
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.thread.name))
+    before = {t.name for t in threading.enumerate()}
+    still_sending = threading.Event()
+
+    def requests() -> Iterator[localization_pb2.LocalizeRequest]:
+        yield from (_request(request_id=f"tile-{i}") for i in range(3))
+        still_sending.wait(10)  # the client has more to send, then gives up
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        replies = localization_pb2_grpc.LocalizationServiceStub(channel).LocalizeStream(requests())
+        # Every answer so far read: the server waits for the next request and for its answer.
+        assert [next(replies).request_id for _ in range(3)] == ["tile-0", "tile-1", "tile-2"]
+    still_sending.set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = {t.name for t in threading.enumerate()} - before
+        if not any(name.startswith("stream") for name in left):
+            break
+        time.sleep(0.1)
+    assert not any(name.startswith("stream") for name in left), left
+    assert died == []  # the reader met the cancelled stream without an unhandled error
+    assert len(stub.Localize(_request()).detections) == 1
+
+
 @pytest.mark.parametrize(
     ("request_fields", "code", "message"),
     [
