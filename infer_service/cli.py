@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--grace-seconds", type=float)
     serve.set_defaults(run=run_serve)
 
-    loc = subparsers.add_parser("localize", help="send images to an inference service")
+    loc = subparsers.add_parser(
+        "localize",
+        help="send images to an inference service",
+        description="Prints the objects the service finds in each file. A multi-frame DICOM "
+        "file is sent a frame at a time over one stream and reported per frame (1-based).",
+    )
     loc.add_argument("files", nargs="+", type=Path, help="PNG, JPEG, TIFF or DICOM files")
     loc.add_argument("--server", default="127.0.0.1:8001", help="HOST:PORT")
     loc.add_argument("--model", default="", help="model name (default: the server's)")
@@ -78,7 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     loc.add_argument(
         "--out",
         type=Path,
-        help="overlay PNG (one file: this name; several: <stem>_<file stem>.png)",
+        help="overlay PNG (one file: this name; several: <stem>_<file stem>.png; each frame "
+        "of a multi-frame DICOM: _frame<n> added)",
     )
     _client_flags(loc)
     loc.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -135,26 +140,13 @@ def _client(args: argparse.Namespace) -> LocalizationClient:
 
 
 def run_localize(args: argparse.Namespace) -> int:
-    from infer_service.decoding import decode_image_bytes
-    from infer_service.overlay import draw_overlay
-    from synthloc.imageio import write_png
+    from infer_service.localize_files import LocalizeOptions, localize_files
 
+    options = LocalizeOptions(
+        args.model, args.version, args.score_threshold, args.out, as_json=args.json
+    )
     with _client(args) as client:
-        for path in args.files:
-            result = client.localize_file(path, args.model, args.version, args.score_threshold)
-            if args.json:
-                print(json.dumps(result.to_dict()))
-            else:
-                print(result.table(str(path)))
-            if args.out:
-                out = (
-                    args.out
-                    if len(args.files) == 1
-                    else args.out.with_name(f"{args.out.stem}_{path.stem}.png")
-                )
-                pixels = decode_image_bytes(path.read_bytes(), 1 << 31).pixels
-                write_png(out, draw_overlay(pixels, result.detections))
-                print(f"overlay: {out}")
+        localize_files(client, args.files, options)
     return 0
 
 

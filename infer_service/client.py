@@ -25,12 +25,15 @@ from infer_service.client_types import (
     ModelList,
     StreamItem,
 )
-from synthloc.errors import InvalidInput, NotFound, SynthlocError
+from synthloc.errors import InvalidInput, NotFound, SynthlocError, Unavailable
 from synthloc.rpc_client import ServiceClient, error_from_status, status_code
 from synthloc.v1 import common_pb2, localization_pb2, localization_pb2_grpc
 
 __all__ = ["Found", "LocalizationClient", "LocalizeResult", "ModelInfo", "ModelList", "StreamItem"]
 
+# Frames a client decodes from its own files before sending them: no limit worth the name
+# (the service applies its own to each frame it is sent).
+CLIENT_MAX_PIXELS = 1 << 34
 _TENSOR_DTYPES = {
     np.dtype(np.uint8): common_pb2.DTYPE_UINT8,
     np.dtype(np.uint16): common_pb2.DTYPE_UINT16,
@@ -93,6 +96,33 @@ class LocalizationClient(ServiceClient):
         check_threshold(threshold)  # here, not per image: it would refuse every one
         return self._stream_items(images, model, version, threshold, return_heatmap, timeout)
 
+    def localize_frames(
+        self,
+        dicom: bytes | Path,
+        *,
+        model: str = "",
+        version: str = "",
+        threshold: float | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Iterator[StreamItem]]:
+        """Localize every frame of a DICOM Part-10 file (bytes or a path) over one stream:
+        (the number of frames, an item per frame in frame order, `index` 0-based).
+
+        The frames are decoded here, one at a time as the stream takes them, by the rules the
+        service applies to a single-frame file, and sent as tensors: a multi-frame file does
+        not fit one request, and the service refuses it. A file that cannot be opened raises
+        InvalidInput; a frame that cannot be decoded ends the stream with an item for it.
+        """
+        from infer_service.decoding import dicom_frames
+
+        data = read_image_file(Path(dicom)) if isinstance(dicom, (str, Path)) else bytes(dicom)
+        if not is_dicom(data):
+            raise InvalidInput("not a DICOM Part-10 file (no 'DICM' after the 128-byte preamble)")
+        check_threshold(threshold)
+        count, frames = dicom_frames(data, CLIENT_MAX_PIXELS)
+        items = self._stream_items(frames, model, version, threshold, False, timeout)
+        return count, _all_of(items, count)
+
     def _stream_items(
         self,
         images: Iterable[ImageInput],
@@ -106,12 +136,22 @@ class LocalizationClient(ServiceClient):
         lock = threading.Lock()
 
         def requests() -> Iterator[localization_pb2.LocalizeRequest]:
-            for i, image in enumerate(images):
+            source, i = iter(images), 0
+            while True:
+                try:
+                    image = next(source)
+                except StopIteration:
+                    return
+                except SynthlocError as exc:  # reading the images failed: nothing follows
+                    with lock:
+                        refused[i] = exc
+                    return
                 try:
                     yield build_request(image, model, version, threshold, return_heatmap, str(i))
                 except SynthlocError as exc:
                     with lock:
                         refused[i] = exc
+                i += 1
 
         def refused_before(index: int | None) -> list[StreamItem]:
             with lock:
@@ -133,6 +173,38 @@ class LocalizationClient(ServiceClient):
         """What the service serves: every loaded version with its card, and the default model."""
         reply = self._unary(self._stub.ListModels, localization_pb2.ListModelsRequest())
         return ModelList.from_proto(reply)
+
+
+def _all_of(items: Iterator[StreamItem], count: int) -> Iterator[StreamItem]:
+    """The items, then Unavailable if the stream ended before `count` of them."""
+    seen, last = 0, None
+    for last in items:
+        seen += 1
+        yield last
+    # Fewer are expected only after a frame that could not be read here, which ends the stream.
+    if seen < count and (last is None or last.ok):
+        raise Unavailable(f"the stream ended after {seen} of {count} frames; retry")
+
+
+def is_dicom(data: bytes) -> bool:
+    """True for DICOM Part-10 bytes: a 128-byte preamble, then 'DICM'."""
+    return data[128:132] == b"DICM"
+
+
+def frame_count(data: bytes) -> int:
+    """How many images encoded bytes hold: a DICOM file's Number of Frames (read from its
+    header only), else 1. A header that cannot be read counts 1: the service will say why."""
+    if not is_dicom(data):
+        return 1
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+        return max(int(ds.get("NumberOfFrames") or 1), 1)
+    except Exception:  # pydicom raises many kinds on malformed headers
+        return 1
 
 
 def check_threshold(threshold: float | None) -> None:

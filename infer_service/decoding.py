@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from infer_service.dicom import decode_dicom, dicom_summary
+from infer_service.dicom import decode_dicom, dicom_summary, open_dicom
 from infer_service.limits import check_pixel_limit
 from synthloc.errors import InvalidInput
 from synthloc.v1 import common_pb2
@@ -152,6 +152,20 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
     return dims[257], dims[256]
 
 
+def dicom_frames(data: bytes, max_pixels: int) -> tuple[int, Iterator[np.ndarray]]:
+    """For a client: the number of frames of a DICOM Part-10 file and the frames themselves,
+    decoded one at a time when the iterator reaches them, by the service's rules and in the
+    dtypes a tensor carries. Each is what the service would decode from a single-frame file of
+    that frame, so frames sent as tensors localize alike."""
+    frames = open_dicom(data, max_pixels, max_frames=None)
+
+    def each() -> Iterator[np.ndarray]:
+        for index in range(frames.count):
+            yield _finish(frames.frame(index), max_pixels, "dicom").pixels
+
+    return frames.count, each()
+
+
 def _decode_raster(data: bytes, source: str) -> np.ndarray:
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -196,5 +210,6 @@ __all__ = [
     "check_pixel_limit",
     "decode_image_bytes",
     "decode_tensor",
+    "dicom_frames",
     "dicom_summary",
 ]

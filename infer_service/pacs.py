@@ -1,6 +1,10 @@
 """A reference PACS-side integration: localize every DICOM file of a folder and write each
 result as JSON next to its file (`<file>.synthloc.json`).
 
+A multi-frame file (cine loop, enhanced CT/MR, tiled whole-slide image) is sent a frame at a
+time over one stream; its result lists every frame's detections, each with its 1-based `frame`,
+and is written only when every frame has been localized.
+
 A PACS links a result back to its image by the DICOM UIDs (SOP Instance, Series, Study), so
 those are copied into the result. Nothing that identifies the patient (name, ID, birth date)
 is read into it, and the image is named by its file name only: the folders of PACS exports
@@ -22,10 +26,15 @@ from typing import Any
 from pydicom import dcmread
 from tqdm import tqdm
 
-from infer_service.client import LocalizationClient, read_image_file
+from infer_service.client import LocalizationClient, frame_count, read_image_file
 from infer_service.client_types import LocalizeResult
 from synthloc import __version__
-from synthloc.errors import FailedPrecondition, InvalidInput, NotFound, SynthlocError
+from synthloc.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    SynthlocError,
+)
 from synthloc.files import atomic_write
 
 RESULT_SUFFIX = ".synthloc.json"
@@ -76,31 +85,57 @@ def dicom_link(data: bytes) -> dict[str, str]:
     return link
 
 
-def result_document(path: Path, link: dict[str, str], result: LocalizeResult) -> dict[str, Any]:
-    """The JSON result of one DICOM file."""
+def result_document(
+    path: Path, link: dict[str, str], results: LocalizeResult | list[LocalizeResult]
+) -> dict[str, Any]:
+    """The JSON result of one DICOM file: one result, or one per frame in frame order."""
+    frames = results if isinstance(results, list) else [results]
+    first = frames[0]
     counts: dict[str, int] = {}
-    for d in result.detections:
-        counts[d.class_name] = counts.get(d.class_name, 0) + 1
+    detections = []
+    for number, result in enumerate(frames, start=1):
+        for d in result.detections:
+            counts[d.class_name] = counts.get(d.class_name, 0) + 1
+            detections.append(
+                {
+                    "frame": number,
+                    "class_id": d.class_id,
+                    "class_name": d.class_name,
+                    "score": round(d.score, 6),
+                    "box": [round(v, 3) for v in d.box],
+                    "point": [round(v, 3) for v in d.point],
+                }
+            )
     return {
         "schema": SCHEMA,
         "file": path.name,
         "dicom": link,
-        "model": {"name": result.model, "version": result.version, "provider": result.provider},
-        "image": {"height": result.height, "width": result.width},
-        "detections": [
-            {
-                "class_id": d.class_id,
-                "class_name": d.class_name,
-                "score": round(d.score, 6),
-                "box": [round(v, 3) for v in d.box],
-                "point": [round(v, 3) for v in d.point],
-            }
-            for d in result.detections
-        ],
+        "model": {"name": first.model, "version": first.version, "provider": first.provider},
+        "image": {"height": first.height, "width": first.width, "frames": len(frames)},
+        "detections": detections,
         "counts": counts,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "synthloc_version": __version__,
     }
+
+
+def localize_frames(
+    client: LocalizationClient,
+    data: bytes,
+    model: str = "",
+    version: str = "",
+    threshold: float | None = None,
+) -> list[LocalizeResult]:
+    """Every frame of a multi-frame file, in order; the first frame that fails raises, its
+    message naming the frame."""
+    count, items = client.localize_frames(data, model=model, version=version, threshold=threshold)
+    results = []
+    for item in items:
+        if item.error is not None:
+            raise type(item.error)(f"frame {item.index + 1} of {count}: {item.error}")
+        assert item.result is not None  # an item holds a result or an error
+        results.append(item.result)
+    return results
 
 
 def write_result(path: Path, document: dict[str, Any]) -> Path:
@@ -161,8 +196,11 @@ def localize_folder(
         try:
             data = read_image_file(path)
             link = dicom_link(data)
-            result = client.localize(data, model=model, version=version, threshold=threshold)
-            write_result(path, result_document(path, link, result))
+            if frame_count(data) > 1:
+                results = localize_frames(client, data, model, version, threshold)
+            else:
+                results = [client.localize(data, model=model, version=version, threshold=threshold)]
+            write_result(path, result_document(path, link, results))
             report.written.append(path)
         except SynthlocError as exc:
             report.failed.append((path, exc))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 import pytest
 
+from infer_service.server import InferServer
 from tests.infer.graphs import analytic_detector, detector_card
 
 
@@ -16,3 +18,15 @@ def detector_path(tmp_path: Path) -> Path:
     path = tmp_path / "analytic.onnx"
     onnx.save(analytic_detector(detector_card()), str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferServer]:
+    """A started server of the analytic detector as nuclei/1 (modules may define their own)."""
+    from tests.infer.test_service import _start, _write_model
+
+    root = tmp_path_factory.mktemp("models")
+    _write_model(root, "nuclei", "1")
+    srv = _start(root)
+    yield srv
+    srv.stop(grace=1)

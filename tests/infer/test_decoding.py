@@ -176,7 +176,10 @@ JPEG_LS = "JPEG-LS Lossless Image Compression"
         ("MR_small_jpeg_ls_lossless.dcm", f"{JPEG_LS} (1.2.840.10008.1.2.4.80) is not"),
         ("rtplan.dcm", "DICOM has no pixel data"),
         (lambda: rewrite(dicom("CT_small.dcm"), PixelData=None), "DICOM has no pixel data"),
-        ("SC_rgb_rle_2frame.dcm", "the DICOM holds 2 frames: send one per request"),
+        (
+            "SC_rgb_rle_2frame.dcm",
+            "the DICOM holds 2 frames and a request takes one image: send each frame as a tensor",
+        ),
         ("MR_truncated.dcm", "corrupt DICOM: The number of bytes of pixel data is less than"),
         (lambda: rewrite(dicom("MR_small.dcm"), SamplesPerPixel=4), "with 4 samples per pixel"),
         (

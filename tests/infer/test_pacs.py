@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from pydicom.data import get_testdata_file
 from infer_service.pacs import find_dicom_files, is_dicom_part10, result_path
 from infer_service.server import InferServer
 from synthloc.cli import main
-from tests.infer.test_service import EXPECTED_BOX, _image, _start, _write_model
+from tests.infer.test_service import EXPECTED_BOX, _image
 
 # file in the folder -> pydicom test file; all single-frame and decodable with numpy alone.
 GOOD = {
@@ -28,15 +27,6 @@ UNSUPPORTED = {"IM0004.dcm": "JPEG2000.dcm"}  # JPEG 2000: the server refuses it
 NOT_PART10 = {"IM0005.dcm": "no_meta.dcm"}  # a DICOM dataset without the Part-10 preamble
 NESTED = {"series2/IM0101": "liver_1frame.dcm"}
 KNOWN = "IM9000"  # made here from CT_small: one bright square, so one known box
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferServer]:
-    root = tmp_path_factory.mktemp("models")
-    _write_model(root, "nuclei", "1")
-    srv = _start(root)
-    yield srv
-    srv.stop(grace=1)
 
 
 def _known_square_dicom(path: Path) -> None:
@@ -102,12 +92,12 @@ def test_folder_gets_results_next_to_each_file_and_the_bad_one_is_reported(
             "provider": "CPUExecutionProvider",
         }
         height, width = original.Rows, original.Columns
-        assert doc["image"] == {"height": height, "width": width}
+        assert doc["image"] == {"height": height, "width": width, "frames": 1}
         assert sum(doc["counts"].values()) == len(doc["detections"]) > 0
         for d in doc["detections"]:
             x, y, w, h = d["box"]
             assert 0 <= x < x + w <= width and 0 <= y < y + h <= height
-            assert d["class_name"] == "nucleus" and 0.5 <= d["score"] <= 1
+            assert d["class_name"] == "nucleus" and 0.5 <= d["score"] <= 1 and d["frame"] == 1
         for private in (str(original.PatientName), original.get("PatientID"), "Doe^Jane"):
             assert not private or private not in text
         assert "Patient" not in text

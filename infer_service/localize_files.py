@@ -1,0 +1,119 @@
+"""`synthloc localize FILE...`: every file's boxes printed, and drawn on request.
+
+A multi-frame DICOM file (a cine loop, an enhanced CT or MR series, a tiled whole-slide image)
+goes over one LocalizeStream, a frame per message, and is reported frame by frame: frame numbers
+are 1-based, as in DICOM's own Frame Number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infer_service.client import (
+    CLIENT_MAX_PIXELS,
+    LocalizationClient,
+    frame_count,
+    read_image_file,
+)
+from infer_service.client_types import LocalizeResult
+
+
+@dataclass(frozen=True)
+class LocalizeOptions:
+    """What `synthloc localize` asks for besides the files."""
+
+    model: str = ""
+    version: str = ""
+    threshold: float | None = None
+    out: Path | None = None  # overlay PNG name (see overlay_path)
+    as_json: bool = False
+
+
+def overlay_path(out: Path, path: Path, several_files: bool, frame: tuple[int, int] | None) -> Path:
+    """Where the overlay of `path` goes: `out` for one single-image file, <out stem>_<file
+    stem>.png among several files; frame n of N adds _frame<n> (zero-padded to N's width)."""
+    base = out.with_name(f"{out.stem}_{path.stem}.png") if several_files else out
+    if frame is None:
+        return base
+    number, count = frame
+    return base.with_name(f"{base.stem}_frame{number:0{len(str(count))}d}.png")
+
+
+def localize_files(
+    client: LocalizationClient,
+    files: list[Path],
+    options: LocalizeOptions,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Localize each file in turn; the first failure raises (its message names the file)."""
+    for path in files:
+        data = read_image_file(path)
+        if frame_count(data) > 1:
+            _localize_frames(client, path, data, len(files) > 1, options, say)
+            continue
+        result = client.localize(
+            data, model=options.model, version=options.version, threshold=options.threshold
+        )
+        _report(path, result, None, options, say)
+        if options.out is not None:
+            from infer_service.decoding import decode_image_bytes
+
+            pixels = decode_image_bytes(data, CLIENT_MAX_PIXELS).pixels
+            _draw(overlay_path(options.out, path, len(files) > 1, None), pixels, result, say)
+
+
+def _localize_frames(
+    client: LocalizationClient,
+    path: Path,
+    data: bytes,
+    several_files: bool,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> None:
+    count, items = client.localize_frames(
+        data, model=options.model, version=options.version, threshold=options.threshold
+    )
+    pixels = None
+    if options.out is not None:  # the same frames again, decoded as the answers come
+        from infer_service.decoding import dicom_frames
+
+        pixels = dicom_frames(data, CLIENT_MAX_PIXELS)[1]
+    for item in items:
+        frame = (item.index + 1, count)
+        if item.error is not None:
+            error = item.error
+            raise type(error)(f"{path}, frame {frame[0]} of {count}: {error}") from error
+        assert item.result is not None  # an item holds a result or an error
+        _report(path, item.result, frame, options, say)
+        if pixels is not None and options.out is not None:
+            target = overlay_path(options.out, path, several_files, frame)
+            _draw(target, next(pixels), item.result, say)
+
+
+def _report(
+    path: Path,
+    result: LocalizeResult,
+    frame: tuple[int, int] | None,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> None:
+    if options.as_json:
+        where = {"file": str(path)}
+        if frame is not None:
+            where |= {"frame": frame[0], "frames": frame[1]}
+        say(json.dumps(where | result.to_dict()))
+    else:
+        say(result.table(str(path) if frame is None else f"{path} frame {frame[0]}/{frame[1]}"))
+
+
+def _draw(target: Path, pixels: np.ndarray, result: LocalizeResult, say: Callable) -> None:
+    from infer_service.overlay import draw_overlay
+    from synthloc.imageio import write_png
+
+    write_png(target, draw_overlay(pixels, result.detections))
+    say(f"overlay: {target}")
