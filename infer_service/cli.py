@@ -85,6 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="overlay PNG (one file: this name; several: <stem>_<file stem>.png; each frame "
         "of a multi-frame DICOM: _frame<n> added)",
     )
+    loc.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        help="send images larger than TILE x TILE pixels as overlapping tiles of that size, "
+        "scaled alike, each object counted once (for images above the server's pixel limit)",
+    )
+    loc.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (128)")
     _client_flags(loc)
     loc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     loc.set_defaults(run=run_localize)
@@ -143,8 +151,18 @@ def run_localize(args: argparse.Namespace) -> int:
     from infer_service.localize_files import LocalizeOptions, localize_files
 
     options = LocalizeOptions(
-        args.model, args.version, args.score_threshold, args.out, as_json=args.json
+        args.model,
+        args.version,
+        args.score_threshold,
+        args.out,
+        as_json=args.json,
+        tile=args.tile,
+        overlap=args.overlap,
     )
+    if args.tile:
+        from infer_service.tiling import check_tiling
+
+        check_tiling(args.tile, args.overlap)
     with _client(args) as client:
         localize_files(client, args.files, options)
     return 0

@@ -85,16 +85,20 @@ class LocalizationClient(ServiceClient):
         threshold: float | None = None,
         return_heatmap: bool = False,
         timeout: float | None = None,
+        window: tuple[float, float] | None = None,
     ) -> Iterator[StreamItem]:
         """Localize many images over one stream, read lazily from `images`.
 
         Yields one StreamItem per image, in input order, with the image's position as `index`.
         An image that cannot be read or is refused yields an item with `error` set, and the
         stream goes on; a broken stream raises. `timeout` bounds the whole stream (default
-        none).
+        none). `window` (low, high) has the server scale every image from low to high instead
+        of by its own percentiles: for tiles of one image, that image's (see localize_tiled).
         """
         check_threshold(threshold)  # here, not per image: it would refuse every one
-        return self._stream_items(images, model, version, threshold, return_heatmap, timeout)
+        return self._stream_items(
+            images, model, version, threshold, return_heatmap, timeout, window
+        )
 
     def localize_frames(
         self,
@@ -123,6 +127,39 @@ class LocalizationClient(ServiceClient):
         items = self._stream_items(frames, model, version, threshold, False, timeout)
         return count, _all_of(items, count)
 
+    def localize_tiled(
+        self,
+        image: ImageInput,
+        *,
+        tile: int = 1024,
+        overlap: int = 128,
+        model: str = "",
+        version: str = "",
+        threshold: float | None = None,
+        timeout: float | None = None,
+    ) -> LocalizeResult:
+        """Localize objects in an image too large for one request (or for the server's pixel
+        limit) as overlapping tiles over one stream; one result for the whole image.
+
+        The image (bytes, path or array) is decoded here. Every tile is scaled by the whole
+        image's percentiles, and each object is kept once, from the tile that holds its
+        centre away from the tile's edges (infer_service.tiling); objects up to `overlap`
+        pixels across are seen whole. An image no larger than a tile goes in one piece.
+        """
+        from infer_service.tiling import localize_in_tiles
+
+        check_threshold(threshold)
+        return localize_in_tiles(
+            self,
+            image,
+            tile,
+            overlap,
+            model=model,
+            version=version,
+            threshold=threshold,
+            timeout=timeout,
+        )
+
     def _stream_items(
         self,
         images: Iterable[ImageInput],
@@ -131,6 +168,7 @@ class LocalizationClient(ServiceClient):
         threshold: float | None,
         return_heatmap: bool,
         timeout: float | None,
+        window: tuple[float, float] | None = None,
     ) -> Iterator[StreamItem]:
         refused: dict[int, SynthlocError] = {}  # images that failed before they could be sent
         lock = threading.Lock()
@@ -147,7 +185,9 @@ class LocalizationClient(ServiceClient):
                         refused[i] = exc
                     return
                 try:
-                    yield build_request(image, model, version, threshold, return_heatmap, str(i))
+                    yield build_request(
+                        image, model, version, threshold, return_heatmap, str(i), window
+                    )
                 except SynthlocError as exc:
                     with lock:
                         refused[i] = exc
@@ -220,8 +260,10 @@ def build_request(
     threshold: float | None = None,
     return_heatmap: bool = False,
     request_id: str = "",
+    window: tuple[float, float] | None = None,
 ) -> localization_pb2.LocalizeRequest:
-    """The LocalizeRequest for one image; InvalidInput / NotFound for what cannot be sent."""
+    """The LocalizeRequest for one image; InvalidInput / NotFound for what cannot be sent.
+    `window`: the intensities the server scales to 0 and 1 (for a tile: its image's)."""
     check_threshold(threshold)
     request = localization_pb2.LocalizeRequest(
         request_id=request_id,
@@ -229,6 +271,8 @@ def build_request(
         model_version=version,
         return_heatmap=return_heatmap,
     )
+    if window is not None:
+        request.intensity_low, request.intensity_high = window
     if threshold is not None:
         request.score_threshold = threshold
     if isinstance(image, np.ndarray):

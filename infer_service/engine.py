@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from infer_service.batcher import DynamicBatcher
 from infer_service.postprocess import Detection
 from infer_service.repository import LoadedModel, ModelRepository
 from synthloc.errors import InvalidInput
+from synthloc.preprocess import Window
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,24 @@ class LocalizationEngine:
         score_threshold: float | None = None,
         return_heatmap: bool = False,
         deadline: float | None = None,
+        window: Window | None = None,
     ) -> Localization:
-        """Localize objects in one HW/HWC image (any dtype)."""
+        """Localize objects in one HW/HWC image (any dtype); `window`: the intensities to
+        scale to 0 and 1 instead of the image's percentiles (a tile of a larger image)."""
         model = self.repository.get(model_name, model_version, self.default_model)
         card = model.localizer.card
         if return_heatmap and card.task != "cam":
             raise InvalidInput(f"return_heatmap needs a CAM model; {model.name} is a {card.task}")
         if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
             raise InvalidInput(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if window is not None and not (
+            math.isfinite(window[0]) and math.isfinite(window[1]) and window[1] > window[0]
+        ):
+            raise InvalidInput(
+                f"intensity_high must be above intensity_low, both finite; got {window}"
+            )
         height, width = pixels.shape[:2]
-        prepared = model.localizer.prepare(pixels)
+        prepared = model.localizer.prepare(pixels, window)
         result = self.batcher.call(model, prepared, deadline)
         started = time.monotonic()
         detections = model.localizer.detections(result.outputs, height, width, score_threshold)

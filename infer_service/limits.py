@@ -10,5 +10,6 @@ def check_pixel_limit(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise ResourceExhausted(
             f"the image is {width}x{height} = {width * height} pixels, above this server's "
-            f"limit of {max_pixels} pixels: downscale it or send it in tiles"
+            f"limit of {max_pixels} pixels: downscale it or send it in tiles (`synthloc localize "
+            "--tile 4096`, LocalizationClient.localize_tiled)"
         )

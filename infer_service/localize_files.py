@@ -32,6 +32,8 @@ class LocalizeOptions:
     threshold: float | None = None
     out: Path | None = None  # overlay PNG name (see overlay_path)
     as_json: bool = False
+    tile: int = 0  # > 0: images larger than this go as tiles of this side (localize_tiled)
+    overlap: int = 128
 
 
 def overlay_path(out: Path, path: Path, several_files: bool, frame: tuple[int, int] | None) -> Path:
@@ -56,9 +58,19 @@ def localize_files(
         if frame_count(data) > 1:
             _localize_frames(client, path, data, len(files) > 1, options, say)
             continue
-        result = client.localize(
-            data, model=options.model, version=options.version, threshold=options.threshold
-        )
+        if options.tile > 0:
+            result = client.localize_tiled(
+                data,
+                tile=options.tile,
+                overlap=options.overlap,
+                model=options.model,
+                version=options.version,
+                threshold=options.threshold,
+            )
+        else:
+            result = client.localize(
+                data, model=options.model, version=options.version, threshold=options.threshold
+            )
         _report(path, result, None, options, say)
         if options.out is not None:
             from infer_service.decoding import decode_image_bytes

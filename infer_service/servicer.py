@@ -59,6 +59,7 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
                 request.score_threshold if request.HasField("score_threshold") else None,
                 request.return_heatmap,
                 None if remaining is None else time.monotonic() + remaining,
+                _window(request),
             )
         except SynthlocError as exc:
             self.metrics.requests.labels(
@@ -171,6 +172,17 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
                 model_card_json=card.to_json(),
             )
         return response
+
+
+def _window(request: localization_pb2.LocalizeRequest) -> tuple[float, float] | None:
+    """The request's intensity window, if it sets one (both ends or neither)."""
+    low, high = request.HasField("intensity_low"), request.HasField("intensity_high")
+    if low != high:
+        raise InvalidInput(
+            "set both intensity_low and intensity_high (the whole image's percentiles, for a "
+            "tile), or neither (the image's own)"
+        )
+    return (request.intensity_low, request.intensity_high) if low else None
 
 
 def _response(

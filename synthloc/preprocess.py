@@ -42,14 +42,21 @@ def percentiles(image: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     ]
 
 
+Window = tuple[float, float]  # intensities to scale to 0 and 1, given instead of percentiles
+
+
 def percentile_normalize(
-    image: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE
+    image: np.ndarray,
+    low: float = LOW_PERCENTILE,
+    high: float = HIGH_PERCENTILE,
+    window: Window | None = None,
 ) -> np.ndarray:
     """HW or HWC image -> float32 HxWxC with its `low` percentile at 0 and `high` at 1.
 
-    Values are not clipped: bright objects keep their contrast above 1.
+    Values are not clipped: bright objects keep their contrast above 1. `window` gives the two
+    intensities instead (a tile scaled by its whole image's percentiles).
     """
-    lo, hi = percentiles(image, (low, high))
+    lo, hi = window if window is not None else percentiles(image, (low, high))
     scale = float(hi - lo) or 1.0
     pixels = image.astype(np.float32)
     if pixels.ndim == 2:
@@ -64,11 +71,12 @@ def normalize_into(
     out: np.ndarray,
     low: float = LOW_PERCENTILE,
     high: float = HIGH_PERCENTILE,
+    window: Window | None = None,
 ) -> None:
     """percentile_normalize(image) written channel-first into out, a float32 [C, H, W] array
     (or view) with the image's channel count: the same float32 arithmetic, so the same values,
     without percentile_normalize's copies (the inference service's hot path)."""
-    lo, hi = percentiles(image, (low, high))
+    lo, hi = window if window is not None else percentiles(image, (low, high))
     factor = np.float32(1.0 / (float(hi - lo) or 1.0))
     planes = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
     if len(planes) != out.shape[0] or out.shape[1:] != image.shape[:2]:

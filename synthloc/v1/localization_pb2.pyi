@@ -29,7 +29,7 @@ MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
 
 class LocalizeRequest(_message.Message):
-    __slots__ = ("request_id", "encoded_image", "tensor", "model_name", "model_version", "score_threshold", "return_heatmap")
+    __slots__ = ("request_id", "encoded_image", "tensor", "model_name", "model_version", "score_threshold", "return_heatmap", "intensity_low", "intensity_high")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENCODED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class LocalizeRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     RETURN_HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_LOW_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_HIGH_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     encoded_image: bytes
     tensor: _common_pb2.Tensor
@@ -44,7 +46,9 @@ class LocalizeRequest(_message.Message):
     model_version: str
     score_threshold: float
     return_heatmap: bool
-    def __init__(self, request_id: _Optional[str] = ..., encoded_image: _Optional[bytes] = ..., tensor: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., score_threshold: _Optional[float] = ..., return_heatmap: _Optional[bool] = ...) -> None: ...
+    intensity_low: float
+    intensity_high: float
+    def __init__(self, request_id: _Optional[str] = ..., encoded_image: _Optional[bytes] = ..., tensor: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., score_threshold: _Optional[float] = ..., return_heatmap: _Optional[bool] = ..., intensity_low: _Optional[float] = ..., intensity_high: _Optional[float] = ...) -> None: ...
 
 class Detection(_message.Message):
     __slots__ = ("box", "point", "class_id", "class_name", "score")

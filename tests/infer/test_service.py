@@ -147,6 +147,17 @@ def test_a_stream_its_client_abandons_leaves_nothing_behind(
         ({"model_name": "cells"}, "NOT_FOUND", "model 'cells' is not loaded (loaded: nuclei)"),
         ({"model_version": "7"}, "NOT_FOUND", "has no loaded version '7' (loaded: 1)"),
         ({"encoded_image": None}, "INVALID_ARGUMENT", "set encoded_image"),
+        ({"intensity_low": 0.0}, "INVALID_ARGUMENT", "set both intensity_low and intensity_high"),
+        (
+            {"intensity_low": 9.0, "intensity_high": 9.0},
+            "INVALID_ARGUMENT",
+            "intensity_high must be above intensity_low, both finite; got (9.0, 9.0)",
+        ),
+        (
+            {"intensity_low": 0.0, "intensity_high": float("nan")},
+            "INVALID_ARGUMENT",
+            "intensity_high must be above intensity_low",
+        ),
     ],
 )
 def test_bad_requests_get_the_right_code_and_the_server_keeps_serving(
@@ -162,6 +173,24 @@ def test_bad_requests_get_the_right_code_and_the_server_keeps_serving(
     assert err.value.code().name == code
     assert message in err.value.details()
     assert len(stub.Localize(_request()).detections) == 1
+
+
+def test_an_intensity_window_replaces_the_images_own_percentiles(served) -> None:
+    _, stub = served
+    noise = np.random.default_rng(3).integers(0, 41, (64, 96), dtype=np.uint8)  # no object
+    alone = stub.Localize(_request(encoded_image=encode_png(noise)))
+    assert len(alone.detections) > 10  # stretched over 0..1 by its own percentiles
+    tile = stub.Localize(
+        _request(encoded_image=encode_png(noise), intensity_low=0.0, intensity_high=255.0)
+    )
+    assert list(tile.detections) == []  # as dark as it is in a bright image
+    image = _image()  # the known square, 255 on 0: the window of its own percentiles
+    same = stub.Localize(
+        _request(encoded_image=encode_png(image), intensity_low=0.0, intensity_high=255.0)
+    )
+    assert [(d.box.x, d.box.y, d.box.width, d.box.height) for d in same.detections] == [
+        EXPECTED_BOX
+    ]
 
 
 def test_list_models_and_hot_reload(served, repo: Path) -> None:
