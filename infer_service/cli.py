@@ -90,7 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         help="send images larger than TILE x TILE pixels as overlapping tiles of that size, "
-        "scaled alike, each object counted once (for images above the server's pixel limit)",
+        "scaled alike, each object counted once (for images above the server's pixel limit; "
+        "the frames of a multi-frame DICOM file go whole)",
     )
     loc.add_argument("--overlap", type=int, default=128, help="tile overlap in pixels (128)")
     _client_flags(loc)

@@ -12,7 +12,7 @@ Unavailable, ...), with a message that names the server and repeats its explanat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from infer_service.client_messages import (
@@ -151,9 +151,11 @@ class LocalizationClient(ServiceClient):
         version: str = "",
         threshold: float | None = None,
         timeout: float | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
     ) -> LocalizeResult:
         """Localize objects in an image too large for one request (or for the server's pixel
         limit) as overlapping tiles over one stream; one result for the whole image.
+        `on_tile(done, total)` is called as each tile's answer arrives (a progress bar).
 
         The image (bytes, path or array) is decoded here. Every tile is scaled by the whole
         image's percentiles, and each object is kept once, from the tile that holds its
@@ -172,6 +174,7 @@ class LocalizationClient(ServiceClient):
             version=version,
             threshold=threshold,
             timeout=timeout,
+            on_tile=on_tile,
         )
 
     def _stream_items(

@@ -143,4 +143,7 @@ def result_from_reply(reply: localization_pb2.LocalizeResponse) -> LocalizeResul
         },
         heatmap=heatmap,
         heatmap_stride=reply.heatmap.stride if heatmap is not None else 0.0,
+        intensity_window=(reply.intensity_low, reply.intensity_high)
+        if reply.HasField("intensity_low")
+        else None,
     )

@@ -46,6 +46,9 @@ class LocalizeResult:
     # CAM models with return_heatmap: [classes, h, w] float32 at 1/heatmap_stride resolution.
     heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)
     heatmap_stride: float = 0.0
+    # The intensities the server scaled the image from to 0 and 1 (None: a server that
+    # predates the field, which also ignores a requested window).
+    intensity_window: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field but the heatmap."""

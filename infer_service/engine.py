@@ -25,6 +25,7 @@ class Localization:
     width: int
     timings: dict[str, float]  # seconds: queue, compute, postprocess
     heatmap: np.ndarray | None  # [K, h, w] CAM scores over the original image, if asked
+    window: Window  # the intensities the image was scaled from to 0 and 1
 
 
 class LocalizationEngine:
@@ -60,7 +61,7 @@ class LocalizationEngine:
                 f"intensity_high must be above intensity_low, both finite; got {window}"
             )
         height, width = pixels.shape[:2]
-        prepared = model.localizer.prepare(pixels, window)
+        prepared, window = model.localizer.prepare_scaled(pixels, window)
         result = self.batcher.call(model, prepared, deadline)
         started = time.monotonic()
         detections = model.localizer.detections(result.outputs, height, width, score_threshold)
@@ -79,4 +80,5 @@ class LocalizationEngine:
                 "postprocess": time.monotonic() - started,
             },
             heatmap.astype(np.float32) if heatmap is not None else None,
+            window,
         )

@@ -8,7 +8,9 @@ are 1-based, as in DICOM's own Frame Number.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from infer_service.client import (
     frame_count,
     read_image_file,
 )
-from infer_service.client_types import LocalizeResult
+from infer_service.client_types import LocalizeResult, StreamItem
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,16 @@ def localize_files(
             _localize_frames(client, path, data, len(files) > 1, options, say)
             continue
         if options.tile > 0:
-            result = client.localize_tiled(
-                data,
-                tile=options.tile,
-                overlap=options.overlap,
-                model=options.model,
-                version=options.version,
-                threshold=options.threshold,
-            )
+            with _progress(path.name, "tile") as bar:
+                result = client.localize_tiled(
+                    data,
+                    tile=options.tile,
+                    overlap=options.overlap,
+                    model=options.model,
+                    version=options.version,
+                    threshold=options.threshold,
+                    on_tile=lambda done, total: bar.update_to(done, total),
+                )
         else:
             result = client.localize(
                 data, model=options.model, version=options.version, threshold=options.threshold
@@ -95,16 +99,30 @@ def _localize_frames(
         from infer_service.decoding import dicom_frames
 
         pixels = dicom_frames(data, CLIENT_MAX_PIXELS)[1]
-    for item in items:
-        frame = (item.index + 1, count)
-        if item.error is not None:
-            error = item.error
-            raise type(error)(f"{path}, frame {frame[0]} of {count}: {error}") from error
-        assert item.result is not None  # an item holds a result or an error
-        _report(path, item.result, frame, options, say)
-        if pixels is not None and options.out is not None:
-            target = overlay_path(options.out, path, several_files, frame)
-            _draw(target, next(pixels), item.result, say)
+    with _progress(path.name, "frame") as bar:
+        for item in items:
+            bar.update_to(item.index + 1, count)
+            _frame_answer(path, item, count, pixels, several_files, options, bar.around(say))
+
+
+def _frame_answer(
+    path: Path,
+    item: StreamItem,
+    count: int,
+    pixels: Iterator[np.ndarray] | None,
+    several_files: bool,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> None:
+    frame = (item.index + 1, count)
+    if item.error is not None:
+        error = item.error
+        raise type(error)(f"{path}, frame {frame[0]} of {count}: {error}") from error
+    assert item.result is not None  # an item holds a result or an error
+    _report(path, item.result, frame, options, say)
+    if pixels is not None and options.out is not None:
+        target = overlay_path(options.out, path, several_files, frame)
+        _draw(target, next(pixels), item.result, say)
 
 
 def _report(
@@ -129,3 +147,34 @@ def _draw(target: Path, pixels: np.ndarray, result: LocalizeResult, say: Callabl
 
     write_png(target, draw_overlay(pixels, result.detections))
     say(f"overlay: {target}")
+
+
+class _Bar:
+    """A tqdm bar on stderr (shown on a terminal only) that is told where it stands."""
+
+    def __init__(self, desc: str, unit: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False)
+
+    def update_to(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def around(self, say: Callable[[str], None]) -> Callable[[str], None]:
+        """`say`, made to print above the bar while the bar shows."""
+        if self._bar.disable:
+            return say
+        return lambda text: self._bar.write(text, file=sys.stdout)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@contextmanager
+def _progress(desc: str, unit: str) -> Iterator[_Bar]:
+    bar = _Bar(desc, unit)
+    try:
+        yield bar
+    finally:
+        bar.close()

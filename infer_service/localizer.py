@@ -23,7 +23,13 @@ from infer_service.postprocess import Detection, crop_to_image, decode_outputs
 from infer_service.sessions import ShapeSessions
 from synthloc.errors import InvalidInput, NotFound
 from synthloc.modelcard import METADATA_KEY, ModelCard
-from synthloc.preprocess import Window, match_channels, normalize_into, percentile_normalize
+from synthloc.preprocess import (
+    Window,
+    match_channels,
+    normalize_into,
+    percentile_normalize,
+    percentiles,
+)
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 OUTPUT_NAMES = {"detector": ("heatmap", "size", "offset"), "cam": ("logits", "cam")}
@@ -155,9 +161,16 @@ class OnnxLocalizer:
         """The batch size `count` images run as."""
         return self._pool.batch_size(count) if self._pool else count
 
-    def prepare(self, image: np.ndarray, window: Window | None = None) -> np.ndarray:
-        """HW/HWC image of any dtype -> normalised float32 CHW, padded bottom/right to the divisor.
-        `window`: the intensities to scale to 0 and 1 instead of the image's own percentiles.
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """HW/HWC image of any dtype -> normalised float32 CHW, padded bottom/right to the divisor
+        (see prepare_scaled)."""
+        return self.prepare_scaled(image)[0]
+
+    def prepare_scaled(
+        self, image: np.ndarray, window: Window | None = None
+    ) -> tuple[np.ndarray, Window]:
+        """prepare(image), and the intensities it scaled to 0 and 1: the image's percentiles
+        (the card's), or `window` when given.
 
         The padding is 0 after normalisation, the image's 1st percentile: the empty background of
         a fluorescence image. Replicating edges instead would smear objects cut by the border
@@ -178,9 +191,11 @@ class OnnxLocalizer:
         if (1 if image.ndim == 2 else image.shape[2]) == channels:
             # Straight into the batch buffer: a third of the time of normalising, converting
             # and copying (1.1 ms -> 0.4 ms for 512x512), the same values.
-            normalize_into(image, padded[:, :h, :w], pre.low, pre.high, window)
-            return padded
-        norm = percentile_normalize(image, pre.low, pre.high, window)
+            return padded, normalize_into(image, padded[:, :h, :w], pre.low, pre.high, window)
+        if window is None:
+            lo, hi = percentiles(image, (pre.low, pre.high))
+            window = (float(lo), float(hi))
+        norm = percentile_normalize(image, window=window)
         try:
             norm = match_channels(norm, channels)  # the same rule as training's loaders
         except ValueError:
@@ -189,7 +204,7 @@ class OnnxLocalizer:
                 f"{image.shape[2]} channels"
             ) from None
         padded[:, :h, :w] = norm.transpose(2, 0, 1)
-        return padded
+        return padded, window
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw named outputs for a float32 NCHW batch whose H, W are multiples of the divisor."""

@@ -196,6 +196,8 @@ def _response(
         provider=result.model.provider,
         image_height=result.height,
         image_width=result.width,
+        intensity_low=result.window[0],
+        intensity_high=result.window[1],
         timings=localization_pb2.Timings(
             decode_ms=decode_seconds * 1000,
             queue_ms=result.timings["queue"] * 1000,

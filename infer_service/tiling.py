@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infer_service.client_types import Found, ImageInput, LocalizeResult
-from synthloc.errors import InvalidInput, NotFound
+from synthloc.errors import FailedPrecondition, InvalidInput, NotFound
 from synthloc.preprocess import percentiles
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def localize_in_tiles(
     version: str = "",
     threshold: float | None = None,
     timeout: float | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> LocalizeResult:
     """LocalizationClient.localize_tiled: see there."""
     check_tiling(tile, overlap)
@@ -134,7 +136,16 @@ def localize_in_tiles(
             message = f"tile {item.index + 1} of {len(tiles)} ({where}): {item.error}"
             raise type(item.error)(message) from item.error
         assert item.result is not None  # an item holds a result or an error
+        if window is not None and item.result.intensity_window != window:
+            raise FailedPrecondition(
+                f"{client.peer} scaled a tile from "
+                f"{item.result.intensity_window or 'its own percentiles'} instead of the "
+                f"image's {window}: it predates intensity windows; upgrade it to localize "
+                "in tiles"
+            )
         results.append(item.result)
+        if on_tile is not None:
+            on_tile(len(results), len(tiles))
     first = results[0]
     timings = {
         stage: sum(r.timings_ms.get(stage, 0.0) for r in results) for stage in first.timings_ms

@@ -72,10 +72,11 @@ def normalize_into(
     low: float = LOW_PERCENTILE,
     high: float = HIGH_PERCENTILE,
     window: Window | None = None,
-) -> None:
+) -> Window:
     """percentile_normalize(image) written channel-first into out, a float32 [C, H, W] array
     (or view) with the image's channel count: the same float32 arithmetic, so the same values,
-    without percentile_normalize's copies (the inference service's hot path)."""
+    without percentile_normalize's copies (the inference service's hot path). Returns the two
+    intensities it scaled from."""
     lo, hi = window if window is not None else percentiles(image, (low, high))
     factor = np.float32(1.0 / (float(hi - lo) or 1.0))
     planes = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
@@ -89,6 +90,7 @@ def normalize_into(
             continue
         np.subtract(plane, np.float32(lo), out=target, dtype=np.float32, casting="unsafe")
         target *= factor
+    return float(lo), float(hi)
 
 
 def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:

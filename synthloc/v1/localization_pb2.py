@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from synthloc.v1 import common_pb2 as synthloc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynthloc/v1/localization.proto\x12\x0bsynthloc.v1\x1a\x18synthloc/v1/common.proto\"\xc1\x02\n\x0fLocalizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\rencoded_image\x18\x02 \x01(\x0cH\x00\x12%\n\x06tensor\x18\x03 \x01(\x0b\x32\x13.synthloc.v1.TensorH\x00\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x1c\n\x0fscore_threshold\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\x0ereturn_heatmap\x18\x07 \x01(\x08\x12\x1a\n\rintensity_low\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0eintensity_high\x18\t \x01(\x01H\x03\x88\x01\x01\x42\x07\n\x05inputB\x12\n\x10_score_thresholdB\x10\n\x0e_intensity_lowB\x11\n\x0f_intensity_high\"\x82\x01\n\tDetection\x12\x1d\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x10.synthloc.v1.Box\x12!\n\x05point\x18\x02 \x01(\x0b\x32\x12.synthloc.v1.Point\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\r\x12\x12\n\nclass_name\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x02\"l\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"<\n\x07Heatmap\x12!\n\x04maps\x18\x01 \x01(\x0b\x32\x13.synthloc.v1.Tensor\x12\x0e\n\x06stride\x18\x02 \x01(\x02\"\xaf\x02\n\x10LocalizeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\ndetections\x18\x02 \x03(\x0b\x32\x16.synthloc.v1.Detection\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cimage_height\x18\x06 \x01(\r\x12\x13\n\x0bimage_width\x18\x07 \x01(\r\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.synthloc.v1.Timings\x12%\n\x07heatmap\x18\t \x01(\x0b\x32\x14.synthloc.v1.Heatmap\x12%\n\x05\x65rror\x18\n \x01(\x0b\x32\x16.synthloc.v1.ItemError\"\x13\n\x11ListModelsRequest\"\x8f\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x04task\x18\x03 \x01(\x0e\x32\x16.synthloc.v1.ModelTask\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12\x16\n\x0einput_channels\x18\x05 \x01(\r\x12\x0e\n\x06stride\x18\x06 \x01(\r\x12\x17\n\x0fscore_threshold\x18\x07 \x01(\x02\x12\x10\n\x08provider\x18\x08 \x01(\t\x12&\n\x05state\x18\t \x01(\x0e\x32\x17.synthloc.v1.ModelState\x12\x14\n\x0cstate_reason\x18\n \x01(\t\x12\x17\n\x0fmodel_card_json\x18\x0b \x01(\t\"S\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.synthloc.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*T\n\tModelTask\x12\x1a\n\x16MODEL_TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_TASK_DETECTOR\x10\x01\x12\x12\n\x0eMODEL_TASK_CAM\x10\x02*q\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x32\x80\x02\n\x13LocalizationService\x12G\n\x08Localize\x12\x1c.synthloc.v1.LocalizeRequest\x1a\x1d.synthloc.v1.LocalizeResponse\x12Q\n\x0eLocalizeStream\x12\x1c.synthloc.v1.LocalizeRequest\x1a\x1d.synthloc.v1.LocalizeResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.synthloc.v1.ListModelsRequest\x1a\x1f.synthloc.v1.ListModelsResponseB\x12\n\x0e\x61i.synthloc.v1P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esynthloc/v1/localization.proto\x12\x0bsynthloc.v1\x1a\x18synthloc/v1/common.proto\"\xc1\x02\n\x0fLocalizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x17\n\rencoded_image\x18\x02 \x01(\x0cH\x00\x12%\n\x06tensor\x18\x03 \x01(\x0b\x32\x13.synthloc.v1.TensorH\x00\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x1c\n\x0fscore_threshold\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\x0ereturn_heatmap\x18\x07 \x01(\x08\x12\x1a\n\rintensity_low\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0eintensity_high\x18\t \x01(\x01H\x03\x88\x01\x01\x42\x07\n\x05inputB\x12\n\x10_score_thresholdB\x10\n\x0e_intensity_lowB\x11\n\x0f_intensity_high\"\x82\x01\n\tDetection\x12\x1d\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x10.synthloc.v1.Box\x12!\n\x05point\x18\x02 \x01(\x0b\x32\x12.synthloc.v1.Point\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\r\x12\x12\n\nclass_name\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x02\"l\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"<\n\x07Heatmap\x12!\n\x04maps\x18\x01 \x01(\x0b\x32\x13.synthloc.v1.Tensor\x12\x0e\n\x06stride\x18\x02 \x01(\x02\"\x8d\x03\n\x10LocalizeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\ndetections\x18\x02 \x03(\x0b\x32\x16.synthloc.v1.Detection\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x14\n\x0cimage_height\x18\x06 \x01(\r\x12\x13\n\x0bimage_width\x18\x07 \x01(\r\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.synthloc.v1.Timings\x12%\n\x07heatmap\x18\t \x01(\x0b\x32\x14.synthloc.v1.Heatmap\x12%\n\x05\x65rror\x18\n \x01(\x0b\x32\x16.synthloc.v1.ItemError\x12\x1a\n\rintensity_low\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eintensity_high\x18\x0c \x01(\x01H\x01\x88\x01\x01\x42\x10\n\x0e_intensity_lowB\x11\n\x0f_intensity_high\"\x13\n\x11ListModelsRequest\"\x8f\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12$\n\x04task\x18\x03 \x01(\x0e\x32\x16.synthloc.v1.ModelTask\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12\x16\n\x0einput_channels\x18\x05 \x01(\r\x12\x0e\n\x06stride\x18\x06 \x01(\r\x12\x17\n\x0fscore_threshold\x18\x07 \x01(\x02\x12\x10\n\x08provider\x18\x08 \x01(\t\x12&\n\x05state\x18\t \x01(\x0e\x32\x17.synthloc.v1.ModelState\x12\x14\n\x0cstate_reason\x18\n \x01(\t\x12\x17\n\x0fmodel_card_json\x18\x0b \x01(\t\"S\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.synthloc.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t*T\n\tModelTask\x12\x1a\n\x16MODEL_TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_TASK_DETECTOR\x10\x01\x12\x12\n\x0eMODEL_TASK_CAM\x10\x02*q\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x32\x80\x02\n\x13LocalizationService\x12G\n\x08Localize\x12\x1c.synthloc.v1.LocalizeRequest\x1a\x1d.synthloc.v1.LocalizeResponse\x12Q\n\x0eLocalizeStream\x12\x1c.synthloc.v1.LocalizeRequest\x1a\x1d.synthloc.v1.LocalizeResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.synthloc.v1.ListModelsRequest\x1a\x1f.synthloc.v1.ListModelsResponseB\x12\n\x0e\x61i.synthloc.v1P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synthloc.v1.localization_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016ai.synthloc.v1P\001'
-  _globals['_MODELTASK']._serialized_start=1388
-  _globals['_MODELTASK']._serialized_end=1472
-  _globals['_MODELSTATE']._serialized_start=1474
-  _globals['_MODELSTATE']._serialized_end=1587
+  _globals['_MODELTASK']._serialized_start=1482
+  _globals['_MODELTASK']._serialized_end=1566
+  _globals['_MODELSTATE']._serialized_start=1568
+  _globals['_MODELSTATE']._serialized_end=1681
   _globals['_LOCALIZEREQUEST']._serialized_start=74
   _globals['_LOCALIZEREQUEST']._serialized_end=395
   _globals['_DETECTION']._serialized_start=398
@@ -46,13 +46,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEATMAP']._serialized_start=640
   _globals['_HEATMAP']._serialized_end=700
   _globals['_LOCALIZERESPONSE']._serialized_start=703
-  _globals['_LOCALIZERESPONSE']._serialized_end=1006
-  _globals['_LISTMODELSREQUEST']._serialized_start=1008
-  _globals['_LISTMODELSREQUEST']._serialized_end=1027
-  _globals['_MODELINFO']._serialized_start=1030
-  _globals['_MODELINFO']._serialized_end=1301
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1303
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1386
-  _globals['_LOCALIZATIONSERVICE']._serialized_start=1590
-  _globals['_LOCALIZATIONSERVICE']._serialized_end=1846
+  _globals['_LOCALIZERESPONSE']._serialized_end=1100
+  _globals['_LISTMODELSREQUEST']._serialized_start=1102
+  _globals['_LISTMODELSREQUEST']._serialized_end=1121
+  _globals['_MODELINFO']._serialized_start=1124
+  _globals['_MODELINFO']._serialized_end=1395
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1397
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1480
+  _globals['_LOCALIZATIONSERVICE']._serialized_start=1684
+  _globals['_LOCALIZATIONSERVICE']._serialized_end=1940
 # @@protoc_insertion_point(module_scope)

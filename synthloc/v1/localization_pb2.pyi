@@ -87,7 +87,7 @@ class Heatmap(_message.Message):
     def __init__(self, maps: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., stride: _Optional[float] = ...) -> None: ...
 
 class LocalizeResponse(_message.Message):
-    __slots__ = ("request_id", "detections", "model_name", "model_version", "provider", "image_height", "image_width", "timings", "heatmap", "error")
+    __slots__ = ("request_id", "detections", "model_name", "model_version", "provider", "image_height", "image_width", "timings", "heatmap", "error", "intensity_low", "intensity_high")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class LocalizeResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_LOW_FIELD_NUMBER: _ClassVar[int]
+    INTENSITY_HIGH_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     detections: _containers.RepeatedCompositeFieldContainer[Detection]
     model_name: str
@@ -108,7 +110,9 @@ class LocalizeResponse(_message.Message):
     timings: Timings
     heatmap: Heatmap
     error: _common_pb2.ItemError
-    def __init__(self, request_id: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., provider: _Optional[str] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    intensity_low: float
+    intensity_high: float
+    def __init__(self, request_id: _Optional[str] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., provider: _Optional[str] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ..., intensity_low: _Optional[float] = ..., intensity_high: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from infer_service.client import LocalizationClient
 from infer_service.client_types import Found
 from infer_service.server import InferServer
+from infer_service.servicer import LocalizationServicer
 from infer_service.tiling import plan_tiles
 from synthloc.cli import main
-from synthloc.errors import InvalidInput, ResourceExhausted
+from synthloc.errors import FailedPrecondition, InvalidInput, ResourceExhausted
 from synthloc.imageio import write_png
+from synthloc.v1 import localization_pb2_grpc
 from tests.infer.test_service import _start, _write_model
 
 HEIGHT, WIDTH, TILE, OVERLAP = 1000, 1500, 512, 64
@@ -126,3 +130,46 @@ def test_localize_tile_flag(
     assert "tiles must be at least 64 pixels and overlap by 0 to half a tile; got tile 16" in (
         capsys.readouterr().err
     )
+
+
+class _Predating(LocalizationServicer):
+    """The service as a build from before intensity windows answers: protobuf drops the fields
+    it does not know, so each tile is scaled by its own percentiles and nothing is echoed."""
+
+    def _answer(self, request, context):  # the servicer's own signature
+        request.ClearField("intensity_low")
+        request.ClearField("intensity_high")
+        response = super()._answer(request, context)
+        response.ClearField("intensity_low")
+        response.ClearField("intensity_high")
+        return response
+
+
+def test_a_server_that_predates_windows_is_not_trusted_with_tiles(server: InferServer) -> None:
+    older = grpc.server(ThreadPoolExecutor(4))
+    servicer = _Predating(server.engine, server.metrics, 1 << 30)
+    localization_pb2_grpc.add_LocalizationServiceServicer_to_server(servicer, older)
+    port = older.add_insecure_port("127.0.0.1:0")
+    older.start()
+    try:
+        with LocalizationClient(f"127.0.0.1:{port}") as client:
+            with pytest.raises(FailedPrecondition) as info:
+                client.localize_tiled(_big_image(), tile=TILE, overlap=OVERLAP)
+            whole = client.localize(_big_image()[:300, :400])  # one piece needs no window
+    finally:
+        older.stop(grace=1).wait()
+    assert str(info.value) == (
+        f"inference service at 127.0.0.1:{port} scaled a tile from its own percentiles instead "
+        "of the image's (0.0, 255.0): it predates intensity windows; upgrade it to localize in "
+        "tiles"
+    )
+    assert whole.intensity_window is None and len(whole.detections) > 0
+
+
+def test_the_answer_says_how_the_image_was_scaled(server: InferServer) -> None:
+    image = _big_image()[:300, :400]
+    with LocalizationClient(f"127.0.0.1:{server.port}") as client:
+        own = client.localize(image)
+        given = next(client.localize_stream([image], window=(3.0, 200.0)))
+    assert own.intensity_window == (0.0, 255.0)  # its 1st and 99.9th percentiles
+    assert given.result.intensity_window == (3.0, 200.0)
