@@ -73,13 +73,13 @@ class DicomFrames:
             pixels = pixel_array(ds, index=index, decoding_plugin="pydicom")
             if self.photometric == "PALETTE COLOR":
                 return apply_color_lut(pixels, ds)
-        except _DICOM_ERRORS as exc:
+            if self.photometric == "MONOCHROME1":
+                pixels = _invert(pixels, int(ds.get("BitsStored") or 8 * pixels.itemsize))
+            if self.photometric.startswith("MONOCHROME"):
+                return _rescale(pixels, *_rescale_values(ds, index))
+            return pixels
+        except _DICOM_ERRORS as exc:  # a malformed attribute too (BitsStored, RescaleSlope)
             raise _corrupt(exc) from exc
-        if self.photometric == "MONOCHROME1":
-            pixels = _invert(pixels, int(ds.get("BitsStored") or 8 * pixels.itemsize))
-        if self.photometric.startswith("MONOCHROME"):
-            return _rescale(pixels, *_rescale_values(ds, index))
-        return pixels
 
 
 def open_dicom(data: bytes, max_pixels: int, max_frames: int | None = 1) -> DicomFrames:

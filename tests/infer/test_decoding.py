@@ -165,6 +165,14 @@ def padded_rle() -> bytes:
     return out.getvalue()
 
 
+def unreadable_slope() -> bytes:
+    ds = pydicom.dcmread(DICOM_DIR / "CT_small.dcm")
+    ds["RescaleSlope"]._value = "abc"  # past pydicom's validation, as a bad writer leaves it
+    out = BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
 JPEG_LS = "JPEG-LS Lossless Image Compression"
 
 
@@ -187,6 +195,7 @@ JPEG_LS = "JPEG-LS Lossless Image Compression"
             "segmented lookup tables are not supported",
         ),
         (padded_rle, "bytes of RLE data for a frame of 8192 bytes"),
+        (unreadable_slope, "corrupt DICOM: could not convert string to float: 'abc'"),
     ],
 )
 def test_dicom_refusals_say_why(source, fragment: str) -> None:
