@@ -175,7 +175,7 @@ def run_pacs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from infer_service.client import check_threshold
-    from infer_service.pacs import localize_folder
+    from infer_service.pacs_folder import localize_folder
     from synthloc.errors import NotFound
 
     check_threshold(args.threshold)

@@ -12,9 +12,13 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from infer_service import pacs_folder
+from infer_service.client import LocalizationClient
 from infer_service.pacs import find_dicom_files, is_dicom_part10, result_path
 from infer_service.server import InferServer
 from synthloc.cli import main
+from synthloc.errors import DeadlineExceeded
+from tests.infer.test_frames import _multiframe
 from tests.infer.test_service import EXPECTED_BOX, _image
 
 # file in the folder -> pydicom test file; all single-frame and decodable with numpy alone.
@@ -144,4 +148,36 @@ def test_bad_flags_and_an_unreachable_server_fail_before_any_file(
         free = s.getsockname()[1]
     assert main(["pacs", str(folder), "--server", f"127.0.0.1:{free}"]) == 3
     assert f"inference service at 127.0.0.1:{free} is unreachable" in capsys.readouterr().err
+    assert not list(folder.rglob("*.synthloc.json"))
+
+
+def test_files_stream_in_chunks_and_multiframe_files_follow(
+    server: InferServer, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pacs_folder, "FILES_PER_STREAM", 2)  # 5 files: streams of 2, 2 and 1
+    (folder / "IM0006").write_bytes(_multiframe())
+    (folder / "IM0007").write_bytes(bytes(128) + b"DICM" + b"\xff" * 40)  # unreadable header
+    failures: list[str] = []
+    with LocalizationClient(f"127.0.0.1:{server.port}") as client:
+        report = pacs_folder.localize_folder(
+            client, folder, on_error=lambda path, error: failures.append(path.name)
+        )
+    assert sorted(p.name for p in report.written) == sorted([*GOOD, KNOWN, "IM0006"])
+    assert sorted(failures) == ["IM0004.dcm", "IM0007"] and report.exit_code == 2
+    assert json.loads(result_path(folder / "IM0006").read_text())["image"]["frames"] == 3
+    known = json.loads(result_path(folder / KNOWN).read_text())
+    assert [d["box"] for d in known["detections"]] == [list(EXPECTED_BOX)]
+
+
+def test_a_stream_that_breaks_fails_every_file_it_had_not_answered(
+    server: InferServer, folder: Path
+) -> None:
+    failures: list[str] = []
+    with LocalizationClient(f"127.0.0.1:{server.port}", timeout=1e-4) as client:
+        report = pacs_folder.localize_folder(
+            client, folder, on_error=lambda path, error: failures.append(path.name)
+        )
+    assert report.written == [] and report.exit_code == 3  # DEADLINE_EXCEEDED
+    assert sorted(failures) == sorted([*GOOD, *UNSUPPORTED, KNOWN])  # each once
+    assert all(isinstance(error, DeadlineExceeded) for _, error in report.failed)
     assert not list(folder.rglob("*.synthloc.json"))
