@@ -104,7 +104,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Sends every DICOM Part-10 file of FOLDER (recognised by its 'DICM' "
         "preamble, whatever its name) to the inference service and writes the result next to "
         "it as <file>.synthloc.json: model, boxes in pixels, class names, scores and the "
-        "file's SOP Instance, Series and Study UIDs; never patient name or ID.",
+        "file's SOP Instance, Series and Study UIDs; never patient name or ID. A multi-frame "
+        "file is sent a frame at a time; its result lists each frame's detections.",
         epilog="Exit codes: 0 every file has a result (new or kept); 2 some file was refused "
         "(bad or unsupported DICOM, unknown model, bad flag); 3 the server was unreachable or "
         "too slow; 1 the server failed internally. When files fail for different reasons, the "
