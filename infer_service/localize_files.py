@@ -23,6 +23,7 @@ from infer_service.client import (
     read_image_file,
 )
 from infer_service.client_types import LocalizeResult, StreamItem
+from synthloc.errors import SynthlocError
 
 
 @dataclass(frozen=True)
@@ -54,33 +55,103 @@ def localize_files(
     options: LocalizeOptions,
     say: Callable[[str], None] = print,
 ) -> None:
-    """Localize each file in turn; the first failure raises (its message names the file)."""
-    for path in files:
+    """Localize each file in order; the first failure raises, its message naming the file.
+    Consecutive single images go over one stream (the server works on the next while this
+    side prints and draws); a multi-frame file or, with `tile`, every file goes on its own."""
+    index = 0
+    while index < len(files):
+        path = files[index]
         data = read_image_file(path)
         if frame_count(data) > 1:
             _localize_frames(client, path, data, len(files) > 1, options, say)
-            continue
-        if options.tile > 0:
-            with _progress(path.name, "tile") as bar:
-                result = client.localize_tiled(
-                    data,
-                    tile=options.tile,
-                    overlap=options.overlap,
-                    model=options.model,
-                    version=options.version,
-                    threshold=options.threshold,
-                    on_tile=lambda done, total: bar.update_to(done, total),
-                )
+            index += 1
+        elif options.tile > 0:
+            _localize_tiled(client, path, data, len(files) > 1, options, say)
+            index += 1
         else:
-            result = client.localize(
-                data, model=options.model, version=options.version, threshold=options.threshold
-            )
-        _report(path, result, None, options, say)
-        if options.out is not None:
-            from infer_service.decoding import decode_image_bytes
+            index = _stream_run(client, files, index, options, say)
 
-            pixels = decode_image_bytes(data, CLIENT_MAX_PIXELS).pixels
-            _draw(overlay_path(options.out, path, len(files) > 1, None), pixels, result, say)
+
+def _localize_tiled(
+    client: LocalizationClient,
+    path: Path,
+    data: bytes,
+    several_files: bool,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> None:
+    with _progress(path.name, "tile") as bar:
+        try:
+            result = client.localize_tiled(
+                data,
+                tile=options.tile,
+                overlap=options.overlap,
+                model=options.model,
+                version=options.version,
+                threshold=options.threshold,
+                on_tile=lambda done, total: bar.update_to(done, total),
+            )
+        except SynthlocError as error:
+            raise type(error)(f"{path}: {error}") from error
+    _answered(path, data, result, several_files, options, say)
+
+
+def _stream_run(
+    client: LocalizationClient,
+    files: list[Path],
+    start: int,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> int:
+    """The single images from files[start] on, over one stream, until a file that goes on
+    its own; returns the index of the first file not taken."""
+    taken: list[tuple[Path, bytes]] = []  # what the stream's answers are for, in order
+    stop = start  # the first file the stream did not take
+    unreadable: SynthlocError | None = None
+
+    def images() -> Iterator[bytes]:
+        nonlocal stop, unreadable
+        for path in files[start:]:
+            try:
+                data = read_image_file(path)
+            except SynthlocError as error:
+                unreadable = error
+                return
+            if taken and frame_count(data) > 1:  # its frames take a stream of their own
+                return
+            taken.append((path, data))
+            stop += 1
+            yield data
+
+    items = client.localize_stream(
+        images(), model=options.model, version=options.version, threshold=options.threshold
+    )
+    for item in items:
+        path, data = taken[item.index]
+        if item.error is not None:
+            raise type(item.error)(f"{path}: {item.error}") from item.error
+        assert item.result is not None  # an item holds a result or an error
+        _answered(path, data, item.result, len(files) > 1, options, say)
+        taken[item.index] = (path, b"")  # printed and drawn: its bytes may go
+    if unreadable is not None:
+        raise unreadable
+    return stop
+
+
+def _answered(
+    path: Path,
+    data: bytes,
+    result: LocalizeResult,
+    several_files: bool,
+    options: LocalizeOptions,
+    say: Callable[[str], None],
+) -> None:
+    _report(path, result, None, options, say)
+    if options.out is not None:
+        from infer_service.decoding import decode_image_bytes
+
+        pixels = decode_image_bytes(data, CLIENT_MAX_PIXELS).pixels
+        _draw(overlay_path(options.out, path, several_files, None), pixels, result, say)
 
 
 def _localize_frames(

@@ -20,7 +20,7 @@ from infer_service.pacs import result_path
 from infer_service.server import InferServer
 from synthloc.cli import main
 from synthloc.errors import InvalidInput
-from synthloc.imageio import read_image
+from synthloc.imageio import read_image, write_png
 from tests.infer.test_decoding import DICOM_DIR
 from tests.infer.test_service import _start, _write_model
 
@@ -208,3 +208,41 @@ def test_pacs_writes_one_result_with_every_frame(
     ]
     assert doc["counts"] == {"nucleus": 3}
     assert not result_path(folder / "IM2").exists()
+
+
+def test_localize_keeps_file_order_across_streams_and_names_a_failing_file(
+    server: InferServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    square = np.zeros((64, 96), np.uint8)
+    square[20:24, 40:44] = 255  # the first frame's square
+    for name in ("a.png", "b.png", "c.png"):
+        write_png(tmp_path / name, square)
+    (tmp_path / "study.dcm").write_bytes(_multiframe())
+    (tmp_path / "empty.png").write_bytes(b"")
+    names = ["a.png", "study.dcm", "b.png", "c.png"]
+    assert _localize(server, *(str(tmp_path / n) for n in names), "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(Path(d["file"]).name, d.get("frame")) for d in lines] == [
+        ("a.png", None),
+        ("study.dcm", 1),
+        ("study.dcm", 2),
+        ("study.dcm", 3),
+        ("b.png", None),
+        ("c.png", None),
+    ]
+    assert [tuple(d["detections"][0]["box"]) for d in lines] == [
+        BOXES[0],
+        *BOXES,
+        BOXES[0],
+        BOXES[0],
+    ]
+    for bad, says in [
+        ("missing.png", "missing.png: no such file"),
+        ("empty.png", "the image is empty"),
+    ]:
+        files = [str(tmp_path / n) for n in ("a.png", bad, "b.png")]
+        assert _localize(server, *files) == 2
+        captured = capsys.readouterr()
+        assert f"{tmp_path / 'a.png'}: 1 objects" in captured.out
+        assert "b.png" not in captured.out
+        assert str(tmp_path / bad) in captured.err and says in captured.err
