@@ -59,11 +59,6 @@ class DicomFrames:
         self._ds, self.count = ds, count
         self.photometric = str(ds.PhotometricInterpretation).strip()
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        """Rows and columns of every frame."""
-        return int(self._ds.Rows), int(self._ds.Columns)
-
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` as the localizer should see it (HW or HWC; InvalidInput if corrupt)."""
         if not 0 <= index < self.count:

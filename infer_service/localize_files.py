@@ -69,7 +69,7 @@ def localize_files(
             _localize_tiled(client, path, data, len(files) > 1, options, say)
             index += 1
         else:
-            index = _stream_run(client, files, index, options, say)
+            index = _stream_run(client, files, index, data, options, say)
 
 
 def _localize_tiled(
@@ -100,11 +100,12 @@ def _stream_run(
     client: LocalizationClient,
     files: list[Path],
     start: int,
+    first: bytes,
     options: LocalizeOptions,
     say: Callable[[str], None],
 ) -> int:
-    """The single images from files[start] on, over one stream, until a file that goes on
-    its own; returns the index of the first file not taken."""
+    """The single images from files[start] (whose bytes are `first`) on, over one stream,
+    until a file that goes on its own; returns the index of the first file not taken."""
     taken: list[tuple[Path, bytes]] = []  # what the stream's answers are for, in order
     stop = start  # the first file the stream did not take
     unreadable: SynthlocError | None = None
@@ -113,7 +114,7 @@ def _stream_run(
         nonlocal stop, unreadable
         for path in files[start:]:
             try:
-                data = read_image_file(path)
+                data = first if not taken else read_image_file(path)
             except SynthlocError as error:
                 unreadable = error
                 return
