@@ -139,7 +139,7 @@ class LocalizationClient(ServiceClient):
         check_threshold(threshold)
         count, frames = dicom_frames(data, CLIENT_MAX_PIXELS)
         items = self._stream_items(frames, model, version, threshold, False, timeout)
-        return count, _all_of(items, count)
+        return count, items
 
     def localize_tiled(
         self,
@@ -188,9 +188,11 @@ class LocalizationClient(ServiceClient):
         window: tuple[float, float] | None = None,
     ) -> Iterator[StreamItem]:
         refused: dict[int, SynthlocError] = {}  # images that failed before they could be sent
+        sent = 0  # requests handed to the stream
         lock = threading.Lock()
 
         def requests() -> Iterator[localization_pb2.LocalizeRequest]:
+            nonlocal sent
             source, i = iter(images), 0
             while True:
                 try:
@@ -202,12 +204,16 @@ class LocalizationClient(ServiceClient):
                         refused[i] = exc
                     return
                 try:
-                    yield build_request(
+                    request = build_request(
                         image, model, version, threshold, return_heatmap, str(i), window
                     )
                 except SynthlocError as exc:
                     with lock:
                         refused[i] = exc
+                else:
+                    with lock:
+                        sent += 1
+                    yield request
                 i += 1
 
         def refused_before(index: int | None) -> list[StreamItem]:
@@ -215,7 +221,9 @@ class LocalizationClient(ServiceClient):
                 due = sorted(i for i in refused if index is None or i < index)
                 return [StreamItem(i, None, refused.pop(i)) for i in due]
 
+        answered = 0
         for reply in self._streaming(self._stub.LocalizeStream, requests(), timeout):
+            answered += 1
             index = int(reply.request_id)
             yield from refused_before(index)
             if reply.HasField("error"):
@@ -225,19 +233,14 @@ class LocalizationClient(ServiceClient):
             else:
                 yield StreamItem(index, result_from_reply(reply), None)
         yield from refused_before(None)
+        with lock:
+            unanswered = sent - answered
+        if unanswered:  # the server closed the stream as if it were done
+            raise Unavailable(
+                f"{self.peer} ended the stream with {unanswered} of {sent} images unanswered; retry"
+            )
 
     def list_models(self) -> ModelList:
         """What the service serves: every loaded version with its card, and the default model."""
         reply = self._unary(self._stub.ListModels, localization_pb2.ListModelsRequest())
         return ModelList.from_proto(reply)
-
-
-def _all_of(items: Iterator[StreamItem], count: int) -> Iterator[StreamItem]:
-    """The items, then Unavailable if the stream ended before `count` of them."""
-    seen, last = 0, None
-    for last in items:
-        seen += 1
-        yield last
-    # Fewer are expected only after a frame that could not be read here, which ends the stream.
-    if seen < count and (last is None or last.ok):
-        raise Unavailable(f"the stream ended after {seen} of {count} frames; retry")

@@ -103,11 +103,12 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
         # A reader thread takes requests as they come, so clients that wait for each answer
         # and clients that send everything first both work; answers keep request order.
         pending: queue.Queue[Future | None] = queue.Queue(maxsize=self.stream_parallelism)
+        over = threading.Event()  # the answers have ended (gRPC closed them): read no more
 
         def offer(item: Future | None) -> bool:
             """Queue an answer to come (None: the end), unless the stream is over meanwhile:
             nobody would take it, and the reader would wait for ever."""
-            while context.is_active():
+            while context.is_active() and not over.is_set():
                 try:
                     pending.put(item, timeout=0.5)
                     return True
@@ -120,7 +121,11 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
             def read() -> None:
                 try:
                     for request in request_iterator:
-                        if not offer(pool.submit(self._stream_item, request, context)):
+                        try:
+                            future = pool.submit(self._stream_item, request, context)
+                        except RuntimeError:  # the pool shut down: the answers have ended
+                            return
+                        if not offer(future):
                             return
                 except grpc.RpcError:  # cancelled, or the connection broke: nothing follows
                     log.debug("a stream ended before its client finished sending")
@@ -128,16 +133,19 @@ class LocalizationServicer(localization_pb2_grpc.LocalizationServiceServicer):
                     offer(None)
 
             threading.Thread(target=read, daemon=True, name="stream-reader").start()
-            while True:
-                try:
-                    future = pending.get(timeout=0.5)
-                except queue.Empty:
-                    if context.is_active():
-                        continue
-                    return  # the stream is over: the reader may have left without saying so
-                if future is None:
-                    return
-                yield future.result()
+            try:
+                while True:
+                    try:
+                        future = pending.get(timeout=0.5)
+                    except queue.Empty:
+                        if context.is_active():
+                            continue
+                        return  # the stream is over: the reader may have left silently
+                    if future is None:
+                        return
+                    yield future.result()
+            finally:
+                over.set()
 
     def _stream_item(
         self, request: localization_pb2.LocalizeRequest, context: grpc.ServicerContext

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from infer_service.client_types import Found, ImageInput, LocalizeResult
-from synthloc.errors import FailedPrecondition, InvalidInput, NotFound, Unavailable
+from synthloc.errors import FailedPrecondition, InvalidInput, NotFound
 from synthloc.preprocess import percentiles
 
 if TYPE_CHECKING:
@@ -146,8 +146,6 @@ def localize_in_tiles(
         results.append(item.result)
         if on_tile is not None:
             on_tile(len(results), len(tiles))
-    if len(results) != len(tiles):  # the stream ended early without saying why
-        raise Unavailable(f"the stream ended after {len(results)} of {len(tiles)} tiles; retry")
     first = results[0]
     timings = {
         stage: sum(r.timings_ms.get(stage, 0.0) for r in results) for stage in first.timings_ms

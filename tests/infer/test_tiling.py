@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -16,7 +19,7 @@ from infer_service.server import InferServer
 from infer_service.servicer import LocalizationServicer
 from infer_service.tiling import plan_tiles
 from synthloc.cli import main
-from synthloc.errors import FailedPrecondition, InvalidInput, ResourceExhausted
+from synthloc.errors import FailedPrecondition, InvalidInput, ResourceExhausted, Unavailable
 from synthloc.imageio import write_png
 from synthloc.v1 import localization_pb2_grpc
 from tests.infer.test_service import _start, _write_model
@@ -145,19 +148,50 @@ class _Predating(LocalizationServicer):
         return response
 
 
-def test_a_server_that_predates_windows_is_not_trusted_with_tiles(server: InferServer) -> None:
-    older = grpc.server(ThreadPoolExecutor(4))
-    servicer = _Predating(server.engine, server.metrics, 1 << 30)
-    localization_pb2_grpc.add_LocalizationServiceServicer_to_server(servicer, older)
-    port = older.add_insecure_port("127.0.0.1:0")
-    older.start()
+@contextmanager
+def _serving(servicer: LocalizationServicer) -> Iterator[int]:
+    """A real gRPC server of `servicer` on a free port; yields the port."""
+    other = grpc.server(ThreadPoolExecutor(4))
+    localization_pb2_grpc.add_LocalizationServiceServicer_to_server(servicer, other)
+    port = other.add_insecure_port("127.0.0.1:0")
+    other.start()
     try:
-        with LocalizationClient(f"127.0.0.1:{port}") as client:
-            with pytest.raises(FailedPrecondition) as info:
-                client.localize_tiled(_big_image(), tile=TILE, overlap=OVERLAP)
-            whole = client.localize(_big_image()[:300, :400])  # one piece needs no window
+        yield port
     finally:
-        older.stop(grace=1).wait()
+        other.stop(grace=1).wait()
+
+
+class _Quitting(LocalizationServicer):
+    """A faulty service: it closes a stream, without an error, after its first answer."""
+
+    def LocalizeStream(self, request_iterator, context):  # the servicer's own signature
+        yield next(iter(super().LocalizeStream(request_iterator, context)))
+
+
+def test_a_stream_closed_before_every_answer_is_an_error_not_a_short_result(
+    server: InferServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died: list[str] = []  # the server's reader must not die when its answers are closed
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(str(args.exc_value)))
+    image = _big_image()[:300, :400]
+    short = r"ended the stream with [1-9]\d* of \d+ images unanswered; retry"
+    servicer = _Quitting(server.engine, server.metrics, 1 << 30)
+    with _serving(servicer) as port, LocalizationClient(f"127.0.0.1:{port}") as client:
+        items = client.localize_stream([image, image, image])
+        assert next(items).ok
+        with pytest.raises(Unavailable, match=short):
+            next(items)  # not StopIteration: two answers are missing
+        with pytest.raises(Unavailable, match=short):
+            client.localize_tiled(_big_image(), tile=TILE, overlap=OVERLAP)
+    assert died == []
+
+
+def test_a_server_that_predates_windows_is_not_trusted_with_tiles(server: InferServer) -> None:
+    servicer = _Predating(server.engine, server.metrics, 1 << 30)
+    with _serving(servicer) as port, LocalizationClient(f"127.0.0.1:{port}") as client:
+        with pytest.raises(FailedPrecondition) as info:
+            client.localize_tiled(_big_image(), tile=TILE, overlap=OVERLAP)
+        whole = client.localize(_big_image()[:300, :400])  # one piece needs no window
     assert str(info.value) == (
         f"inference service at 127.0.0.1:{port} scaled a tile from its own percentiles instead "
         "of the image's (0.0, 255.0): it predates intensity windows; upgrade it to localize in "
