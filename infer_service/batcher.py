@@ -27,7 +27,7 @@ import numpy as np
 from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import LoadedModel
-from synthloc.errors import DeadlineExceeded, ResourceExhausted
+from synthloc.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 Outputs = dict[str, np.ndarray]
 
@@ -96,6 +96,8 @@ class DynamicBatcher:
         item = _Item(model, image, deadline)
         key = (model.name, model.version, id(model.localizer), image.shape)
         with self._cond:
+            if self._stopped:  # the worker drains what is queued, then ends: none would run this
+                raise Unavailable("the inference service is shutting down; retry (another replica)")
             if self._queued >= self.max_queue_size:
                 raise ResourceExhausted(
                     f"the inference queue is full ({self.max_queue_size} requests waiting); "
@@ -214,7 +216,7 @@ class DynamicBatcher:
             )
 
     def stop(self) -> None:
-        """Run what is queued, then end the worker thread."""
+        """Run what is queued, then end the worker thread; later requests get Unavailable."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()

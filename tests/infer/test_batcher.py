@@ -12,7 +12,7 @@ import pytest
 from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.batcher import DynamicBatcher
 from infer_service.repository import LoadedModel
-from synthloc.errors import ResourceExhausted
+from synthloc.errors import ResourceExhausted, Unavailable
 
 SHAPE = (1, 8, 8)
 
@@ -273,3 +273,27 @@ def test_a_batch_is_padded_with_zero_images_to_the_localizers_size() -> None:
     assert [float(b.max()) for b in localizer.batches[0]] == [1.0, 2.0, 3.0, 0.0]
     assert sizes == [3] and [r.batch_size for r in results] == [3, 3, 3]
     assert [float(r.outputs["echo"].max()) for r in results] == [1.0, 2.0, 3.0]
+
+
+def test_a_request_after_stop_is_refused_instead_of_waiting_for_ever() -> None:
+    localizer = GatedLocalizer()
+    localizer.gate.set()
+    batcher = DynamicBatcher(max_batch_size=4)
+    model = _model(localizer)
+    assert batcher.call(model, _image(1), None).batch_size == 1
+    batcher.stop()
+    outcomes: list[BaseException] = []
+
+    def attempt(how) -> None:  # on a thread of its own: a bug here waits for ever
+        try:
+            how(model, _image(1), None)
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    for how in (batcher.call, batcher.submit):
+        thread = threading.Thread(target=attempt, args=(how,), daemon=True)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), f"{how.__name__} after stop() waited instead of refusing"
+    assert [type(e) for e in outcomes] == [Unavailable, Unavailable]
+    assert "the inference service is shutting down; retry" in str(outcomes[0])
