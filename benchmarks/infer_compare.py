@@ -44,7 +44,14 @@ import grpc
 import numpy as np
 from cputime import cpu_ms_per_item, tree_cpu
 from infer_latency import latencies, percentile
-from loadgen import LOCALIZE, Call, LoadGenerator, default_processes, stop_servers
+from loadgen import (
+    LOCALIZE,
+    Call,
+    LoadGenerator,
+    default_processes,
+    server_log,
+    stop_servers,
+)
 
 from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import providers_for, session_options
@@ -59,7 +66,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -> tuple:
+def start_server(
+    checkout: Path, repo: Path, max_batch: int, extra: list[str], name: str = "server"
+) -> tuple:
     """(process, stub, address) of one server from `checkout`, once it says it is serving
     (with `--processes N`, once all N are)."""
     port = free_port()
@@ -69,7 +78,7 @@ def start_server(checkout: Path, repo: Path, max_batch: int, extra: list[str]) -
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
     command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes to it all its life
+    log = server_log(name)
     # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
     # the checkout, or every arm would import the code of the folder this was started from.
     # Its output goes to the log, never to ours: a pipe reading ours (| tee) would otherwise
@@ -161,7 +170,7 @@ def main() -> int:
                 for mode, batch in (("batched", 8), ("unbatched", 1)):
                     extra = [*serve_args, *arm_args.get(name, "").split()]
                     proc, stubs[name, mode], address = start_server(
-                        Path(checkout), repo, batch, extra
+                        Path(checkout), repo, batch, extra, f"{name}-{mode}"
                     )
                     calls_at[name, mode] = Call(address, LOCALIZE, request.SerializeToString())
                     servers[name, mode] = proc

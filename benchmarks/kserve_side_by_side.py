@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import tritonclient.grpc as triton
-from loadgen import LoadGenerator, TritonCall, default_processes, stop_servers
+from loadgen import LoadGenerator, TritonCall, default_processes, server_log, stop_servers
 
 
 def free_port() -> int:
@@ -109,7 +109,7 @@ def main() -> int:
             if args.device == "cuda":
                 command.append("--require-gpu")
             command += extra.get(name, [])
-            log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
+            log = server_log(f"side-{name}")
             procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
             logs.append(log)
             says.append("inference service on")  # with --processes, once every replica serves
@@ -120,7 +120,7 @@ def main() -> int:
             command = [sys.executable, str(Path(__file__).with_name("kserve_peer_server.py"))]
             command += ["--model", str(args.model), "--grpc-port", str(grpc_port)]
             command += ["--http-port", str(http_port), *flags]
-            log = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server all its life
+            log = server_log(f"side-{name}")
             procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
             logs.append(log)
             says.append("")

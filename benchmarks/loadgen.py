@@ -25,11 +25,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import IO
 
 import numpy as np
 
@@ -186,6 +188,20 @@ def _closed_loop(clients: list[Callable[[], object]], start: float, stop: float)
     if errors:
         raise errors[0]
     return done
+
+
+def server_log(name: str) -> IO[bytes]:
+    """Where a benchmark's server writes its output: a temporary file, or with
+    SYNTHLOC_BENCH_LOGS=DIR set, DIR/NAME.log, kept for a look afterwards (the device kit
+    brings them back, replicas' drain lines included)."""
+    folder = os.environ.get("SYNTHLOC_BENCH_LOGS")
+    if not folder:
+        return tempfile.TemporaryFile()
+    os.makedirs(folder, exist_ok=True)
+    stem, n = os.path.join(folder, name), 1
+    while os.path.exists(path := f"{stem}{'' if n == 1 else f'-{n}'}.log"):
+        n += 1
+    return open(path, "w+b")
 
 
 def stop_servers(procs: list[subprocess.Popen], seconds: float = 30.0) -> None:

@@ -9,7 +9,9 @@
 #                    CUDA (kserve_side_by_side.py)
 #   service_gpu.json the service on CUDA: overhead, batched vs unbatched, as 1, 2 and 4
 #                    processes, with a queue delay, and the echo server's rate (infer_compare.py)
-#   ort_gpu.json     with ORT_ALONE=1, ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py)
+#   ort_gpu.json     ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py; ORT_ALONE=0 skips)
+#   gil_profile.txt  one server process's GIL under load (gil_profile.py; .gpu/py-spy.xz)
+#   logs.tgz         every step's log, nvidia-smi, and the benchmark servers' own logs
 # DEVICE=cpu runs the same steps on the CPU provider: a rehearsal on any machine. On a
 # machine without Python 3.12 it runs with the checkout's venv standing in for the payload
 # (how it was rehearsed on 2026-11-27, 1 min 45 s with ROUNDS=1):
@@ -61,33 +63,47 @@ export PYTHONPATH="$site:$repo" PYTHONUNBUFFERED=1
 nvidia_libs=$(python3 -c 'import glob, site; print(":".join(sorted(
     d for root in site.getsitepackages() for d in glob.glob(root + "/nvidia/*/lib"))))')
 export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-nvidia-smi | tee "$OUT/nvidia-smi.txt" || echo "no nvidia-smi here"
+logs=$OUT/logs
+mkdir -p "$logs"
+# Every log goes into one archive at the end (a call brings back at most 8 files), the
+# benchmark servers' own logs included, replicas' drain lines with them.
+trap 'tar -czf "$OUT/logs.tgz" -C "$logs" . && rm -rf "$logs"' EXIT
+export SYNTHLOC_BENCH_LOGS=$logs/servers
+nvidia-smi | tee "$logs/nvidia-smi.txt" || echo "no nvidia-smi here"
 python3 -c 'import onnxruntime as o; print(o.__file__, o.__version__, o.get_available_providers())'
 model=$payload/model.onnx
+rounds=${ROUNDS:-2}
 # Each step has its own time limit, so one that hangs leaves the others their time.
 # 1. Against KServe's ModelServer, all on CUDA: the service as one process and as 4 processes
 #    on the port (--processes), every server warmed for the 512-pixel shapes the load sends.
 #    KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
 printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$repo" > /tmp/synthloc
 chmod +x /tmp/synthloc
-PYTHONPATH="$kserve_site:$site" timeout 200 python3 benchmarks/kserve_side_by_side.py \
-  --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "${ROUNDS:-3}" \
+PYTHONPATH="$kserve_site:$site" timeout 150 python3 benchmarks/kserve_side_by_side.py \
+  --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "$rounds" \
   --checkout synthloc="$repo" --checkout procs4="$repo" \
   --checkout-args synthloc='--warm-sizes 512' \
   --checkout-args procs4='--warm-sizes 512 --processes 4' --client-processes 4 \
-  --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$OUT/kserve_gpu.log"
+  --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$logs/kserve_gpu.log"
 # 2. The service's overhead and batching: one process, 2 and 4 processes, and 4 with a batch's
 #    first request waiting up to 2 ms for company; the load from 4 client processes
 #    (loadgen.py), and the echo server's rate under it, what the host's Python gRPC answers.
-timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs2=. \
+timeout 210 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs2=. \
   --arm procs4=. --arm procs4_delay2=. --arm-args procs2='--processes 2' \
   --arm-args procs4='--processes 4' \
   --arm-args procs4_delay2='--processes 4 --max-queue-delay-ms 2' \
   --serve-args '--warm-sizes 512' --device "$DEVICE" --client-processes 4 \
-  --rounds "${ROUNDS:-3}" --seconds 3 --json "$OUT/service_gpu.json" \
-  2>&1 | tee "$OUT/service_gpu.log"
-# 3. ONNX Runtime alone on CUDA at batch 1/8/32 (measured 2026-11-27; ORT_ALONE=1 repeats it).
-if [ "${ORT_ALONE:-0}" = 1 ]; then
-  timeout 120 python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" \
-    --repeats 40 --json "$OUT/ort_gpu.json" 2>&1 | tee "$OUT/ort_gpu.log"
+  --rounds "$rounds" --repeats 30 --seconds 3 --json "$OUT/service_gpu.json" \
+  2>&1 | tee "$logs/service_gpu.log"
+# 3. ONNX Runtime alone at batch 1/8/32 (ORT_ALONE=0 skips it on a device measured before).
+if [ "${ORT_ALONE:-1}" = 1 ]; then
+  timeout 70 python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" \
+    --repeats 30 --json "$OUT/ort_gpu.json" 2>&1 | tee "$logs/ort_gpu.log"
+fi
+# 4. Where one server process spends its GIL at c16 (py-spy, carried as .gpu/py-spy.xz): what
+#    bounds one process on this host, and so what --processes works around.
+if [ -f .gpu/py-spy.xz ] && xz -dc .gpu/py-spy.xz > /tmp/py-spy && chmod +x /tmp/py-spy; then
+  timeout 45 python3 benchmarks/gil_profile.py --model "$model" --py-spy /tmp/py-spy \
+    --device "$DEVICE" --client-processes 4 --seconds 8 --out "$OUT/gil_profile.txt" \
+    2>&1 | tee "$logs/gil_profile.log"
 fi

@@ -66,6 +66,10 @@ from infer_latency import default_model
 
 default_model(Path(sys.argv[1]))
 PYEOF
+# py-spy (a static binary, 2 MB in xz) for the GIL profile: it rides with the last part.
+"$PY" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_5_x86_64 \
+  --platform manylinux1_x86_64 -d "$stage" "py-spy==${PYSPY_VERSION:-0.4.3}"
+unzip -p "$stage"/py_spy-*.whl '*/scripts/py-spy' | xz -T0 -9 > "$out/py-spy.xz"
 rm -f "$out"/payload.*
 tar -C "$stage" -cf - ort.txz wheels kserve-wheels model.onnx \
   | tee >(sha256sum | cut -d' ' -f1 > "$out/payload.sha256") \
@@ -78,8 +82,8 @@ total=$(wc -l < "$out/payload.parts")
 n=0
 while read -r part; do
   n=$((n + 1))
-  limit=60
-  [ "$n" -eq "$total" ] && limit=560
+  limit=60 extra=""
+  [ "$n" -eq "$total" ] && limit=560 extra=", \".gpu/py-spy.xz\""
   echo "  run command='bash benchmarks/gpu/device.sh' timeout_s=$limit" \
-    "carry=[\".gpu/payload.parts\", \".gpu/payload.sha256\", \".gpu/$part\"]"
+    "carry=[\".gpu/payload.parts\", \".gpu/payload.sha256\", \".gpu/$part\"$extra]"
 done < "$out/payload.parts"
