@@ -12,7 +12,8 @@ under the same machine load: rounds alternate between the arms, medians are repo
     options, also as a ratio; PNG decoding of the same image on its own;
     with the server's own timings of those calls (decode, postprocess, and everything
     outside the model run), which a CPU's millisecond swings in the model run do not blur;
-(b) requests/s and p99 at concurrency 16 with batching (max batch 8) and without (max 1),
+(b) requests/s and p99 at concurrency 16 with batching (max batch 8, or an arm's
+    --max-batch-size) and without (max 1),
     from closed-loop clients spread over --client-processes processes (benchmarks/loadgen.py),
     with the server's CPU over each run (every process of it: ms per request, and cores).
 Arms may be one checkout with different flags (--arm-args), e.g. a setting on and off, or
@@ -77,7 +78,10 @@ def start_server(
     path = [str(checkout.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     command = [*SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", str(port)]
-    command += ["--metrics-port", "-1", "--max-batch-size", str(max_batch), *extra]
+    command += ["--metrics-port", "-1"]
+    # An arm's flags may raise the batched server's batch size, never the unbatched one's.
+    batch = ["--max-batch-size", str(max_batch)]
+    command += [*extra, *batch] if max_batch == 1 else [*batch, *extra]
     log = server_log(name)
     # `python -c` puts its working folder first on sys.path, ahead of PYTHONPATH: run it in
     # the checkout, or every arm would import the code of the folder this was started from.

@@ -33,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="server processes sharing the port, one metrics endpoint (default 1)",
     )
     serve.add_argument(
+        "--engine-process",
+        action="store_true",
+        default=None,
+        help="one process runs the models for all --processes, batching across them (GPU)",
+    )
+    serve.add_argument(
         "--reuse-port",
         action="store_true",
         default=None,

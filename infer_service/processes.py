@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from infer_service.engine_process import EngineLink, EngineProcess
 from infer_service.settings import InferSettings
 from synthloc.errors import InvalidInput, SynthlocError
 from synthloc.serving import wait_for
@@ -112,13 +113,20 @@ def serve_processes(settings: InferSettings) -> int:
     metrics = 0 if settings.metrics_port >= 0 else -1
     first = dataclasses.replace(settings, processes=1, reuse_port=True, metrics_port=metrics)
     replicas: list[Replica] = []
+    engine: EngineProcess | None = None
     httpd = None
     try:
-        replicas.append(Replica.spawn(first, 0, level))
+        link = None
+        if settings.engine_process:
+            engine = EngineProcess.spawn(first, level)
+            link = engine.ready()
+        replicas.append(Replica.spawn(first, 0, level, link))
         port, metrics_port = replicas[0].ready()
         others = dataclasses.replace(first, port=port)  # port 0 became the one replica 0 bound
-        replicas += [Replica.spawn(others, i, level) for i in range(1, settings.processes)]
+        replicas += [Replica.spawn(others, i, level, link) for i in range(1, settings.processes)]
         metrics_ports = [metrics_port] + [replica.ready()[1] for replica in replicas[1:]]
+        if engine is not None:  # its batch sizes and queue depth
+            metrics_ports.append(engine.metrics_port)
         if settings.metrics_port >= 0:
             registry = CollectorRegistry()
             registry.register(
@@ -132,10 +140,21 @@ def serve_processes(settings: InferSettings) -> int:
             httpd.server_port if httpd else None,
             settings.processes,
         )
-        sentinels = {replica.proc.sentinel: replica for replica in replicas}
+        sentinels: dict[Any, Replica | EngineProcess] = {r.proc.sentinel: r for r in replicas}
+        if engine is not None:
+            sentinels[engine.proc.sentinel] = engine
         while not stop.is_set():
             for ended in wait(list(sentinels), timeout=0.5):
                 replica = sentinels[ended]
+                if isinstance(replica, EngineProcess):
+                    replica.proc.join()
+                    log.error(
+                        "the engine process (pid %d) exited unexpectedly (exit code %s); "
+                        "stopping the replicas",
+                        replica.proc.pid,
+                        replica.proc.exitcode,
+                    )
+                    return 1
                 replica.proc.join()
                 if replica.proc.exitcode == 0:  # drained: SIGTERM reached it directly
                     log.info("%s drained and exited; draining the others", replica)
@@ -147,6 +166,8 @@ def serve_processes(settings: InferSettings) -> int:
                 return 1
         log.info("draining %d replicas (grace %.1f s)", len(replicas), settings.grace_seconds)
         clean = _stop_all(replicas, settings.grace_seconds)
+        if engine is not None:  # after the replicas: their in-flight requests run there
+            clean = engine.stop(settings.grace_seconds + DRAIN_MARGIN_SECONDS) and clean
         log.info("stopped" if clean else "stopped, not cleanly (see above)")
         return 0 if clean else 1
     finally:
@@ -154,6 +175,8 @@ def serve_processes(settings: InferSettings) -> int:
             httpd.shutdown()
             httpd.server_close()
         _stop_all(replicas, settings.grace_seconds)
+        if engine is not None and engine.proc.is_alive():
+            engine.stop(settings.grace_seconds + DRAIN_MARGIN_SECONDS)
 
 
 @dataclasses.dataclass
@@ -165,11 +188,15 @@ class Replica:
     pipe: Connection
 
     @classmethod
-    def spawn(cls, settings: InferSettings, index: int, log_level: int) -> Replica:
+    def spawn(
+        cls, settings: InferSettings, index: int, log_level: int, engine: EngineLink | None = None
+    ) -> Replica:
         spawn = mp.get_context("spawn")  # CUDA and gRPC do not survive a fork
         ours, theirs = spawn.Pipe()
         proc = spawn.Process(
-            target=_replica, args=(settings, index, log_level, theirs), name=f"replica-{index}"
+            target=_replica,
+            args=(settings, index, log_level, theirs, engine),
+            name=f"replica-{index}",
         )
         proc.start()
         theirs.close()
@@ -226,7 +253,13 @@ def _stop_all(replicas: list[Replica], grace: float) -> bool:
     return all(r.proc.exitcode == 0 for r in running)
 
 
-def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connection) -> None:
+def _replica(
+    settings: InferSettings,
+    index: int,
+    log_level: int,
+    pipe: Connection,
+    engine: EngineLink | None = None,
+) -> None:
     """One replica's life: build and start the server, report, serve until SIGTERM, drain."""
     from infer_service.server import create_server
 
@@ -237,7 +270,7 @@ def _replica(settings: InferSettings, index: int, log_level: int, pipe: Connecti
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C reaches the supervisor too
     try:
-        server, port = create_server(settings)
+        server, port = create_server(settings, engine)
         server.start(metrics_host="127.0.0.1", announce=False)
     except SynthlocError as error:
         pipe.send(("error", f"replica {index}: {error}", error.exit_code))

@@ -36,10 +36,12 @@ class LoadedModel:
     version: str
     localizer: OnnxLocalizer
     stamp: tuple[int, int]  # (mtime_ns, size) of the file it was loaded from
+    served_on: str = ""  # where an engine process runs it (--engine-process), if not here
 
     @property
     def provider(self) -> str:
-        return self.localizer.provider
+        """The execution provider its requests run on."""
+        return self.served_on or self.localizer.provider
 
 
 @functools.cache
@@ -154,6 +156,7 @@ class ModelRepository:
         batch_sizes: tuple[int, ...] = (1, 2, 4, 8),
         max_sessions: int = 16,
         warm_sides: tuple[int, ...] = (256,),
+        served_on: str = "",
     ) -> None:
         if not root.is_dir():
             raise NotFound(
@@ -173,6 +176,7 @@ class ModelRepository:
             )
         self.pad_batches, self.batch_sizes = pad_batches, batch_sizes
         self.max_sessions, self.warm_sides = max_sessions, warm_sides
+        self.served_on = served_on
         self._models: dict[str, dict[str, LoadedModel]] = {}
         self._failed: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()  # one scan at a time; readers never wait
@@ -243,7 +247,7 @@ class ModelRepository:
             )
             return None
         self._failed.pop(path, None)
-        return LoadedModel(name, version_dir.name, localizer, stamp)
+        return LoadedModel(name, version_dir.name, localizer, stamp, self.served_on)
 
     def _warm(self, localizer: OnnxLocalizer) -> None:
         """One run per batch size and warm side, so that the first requests of those shapes

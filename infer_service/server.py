@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from infer_service.batcher import DynamicBatcher
 from infer_service.engine import LocalizationEngine
+from infer_service.engine_process import EngineLink, RemoteBatcher
 from infer_service.kserve import SERVICE_NAME as KSERVE_SERVICE
 from infer_service.kserve import KServeServicer, add_kserve_to_server
 from infer_service.localizer import batch_buckets
@@ -39,36 +40,22 @@ log = logging.getLogger(__name__)
 class InferServer:
     """Owns the gRPC server, repository, batcher, poller and metrics endpoint."""
 
-    def __init__(self, settings: InferSettings) -> None:
+    def __init__(self, settings: InferSettings, engine: EngineLink | None = None) -> None:
         self.settings = settings
         self.metrics = InferMetrics()
-        self.repository = ModelRepository(
-            settings.models,
-            settings.device,
-            settings.keep_versions,
-            settings.require_gpu,
-            settings.onnx_threads,
-            settings.pad_batches,
-            batch_buckets(settings.max_batch_size),
-            settings.max_sessions,
-            warm_sides(settings.warm_sizes),
-        )
-        changes = self.repository.scan()
-        if not self.repository.list():
-            raise FailedPrecondition(
-                f"{settings.models}: no loadable model (expected "
-                "<model>/<version>/model.onnx exported by synthloc)"
-            )
-        for change in changes:
-            log.info("%s", change)
+        self.repository = load_repository(settings, engine)
         self.metrics.show_models(self.repository.list())
-        self.batcher = DynamicBatcher(
-            settings.max_batch_size,
-            settings.max_queue_delay_ms / 1000,
-            settings.max_queue_size,
-            on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
-            tune_batch_size=settings.tune_batch_size,
-        )
+        self.batcher: DynamicBatcher | RemoteBatcher
+        if engine is not None:  # the engine process batches and runs; it has the metrics
+            self.batcher = RemoteBatcher(engine, settings.max_queue_size)
+        else:
+            self.batcher = DynamicBatcher(
+                settings.max_batch_size,
+                settings.max_queue_delay_ms / 1000,
+                settings.max_queue_size,
+                on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
+                tune_batch_size=settings.tune_batch_size,
+            )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)
         self.health = health.HealthServicer()
@@ -158,16 +145,45 @@ class InferServer:
             self._httpd.server_close()
 
 
-def create_server(settings: InferSettings) -> tuple[InferServer, int]:
+def load_repository(settings: InferSettings, engine: EngineLink | None = None) -> ModelRepository:
+    """The model repository, scanned: every loadable version loaded and warmed. With an
+    `engine` process running the models, each version loads on the CPU, unwarmed, only for
+    its model card and input shapes (the engine's provider is the one reported)."""
+    repository = ModelRepository(
+        settings.models,
+        "cpu" if engine else settings.device,
+        settings.keep_versions,
+        settings.require_gpu and engine is None,
+        settings.onnx_threads,
+        "off" if engine else settings.pad_batches,
+        batch_buckets(settings.max_batch_size),
+        settings.max_sessions,
+        () if engine else warm_sides(settings.warm_sizes),
+        engine.provider if engine else "",
+    )
+    changes = repository.scan()
+    if not repository.list():
+        raise FailedPrecondition(
+            f"{settings.models}: no loadable model (expected "
+            "<model>/<version>/model.onnx exported by synthloc)"
+        )
+    for change in changes:
+        log.info("%s", change)
+    return repository
+
+
+def create_server(
+    settings: InferSettings, engine: EngineLink | None = None
+) -> tuple[InferServer, int]:
     """Load the repository and bind the port; not started yet."""
     keep_freed_memory()  # every request allocates and drops buffers of a MiB or more
-    server = InferServer(settings)
+    server = InferServer(settings, engine)
     return server, server.port
 
 
 def serve(settings: InferSettings) -> int:
     """Run until SIGTERM or SIGINT, then drain and return 0."""
-    if settings.processes != 1:  # a supervisor of replicas (it refuses fewer than 1)
+    if settings.processes != 1 or settings.engine_process:  # a supervisor (refuses < 1)
         from infer_service.processes import serve_processes
 
         return serve_processes(settings)

@@ -22,6 +22,11 @@ class InferSettings:
     """Server processes sharing the port (Linux): above 1, a supervisor runs that many
     replicas, each with its own models and sessions (GPU memory too), and one metrics endpoint
     that adds up theirs. For hosts where one Python process cannot keep the GPU busy."""
+    engine_process: bool = False
+    """With processes: one more process owns the models' sessions and one batcher, and the
+    replicas hand it their prepared images, so batches form across all of them on one GPU
+    context (infer_service.engine_process). For GPU hosts, where it lets batches grow with
+    the whole load; on a CPU it only adds a hop."""
     reuse_port: bool = False
     """Let several inference server processes listen on this port (SO_REUSEPORT): the kernel
     spreads connections over them. Each needs its own metrics_port (or -1). Off, a port that

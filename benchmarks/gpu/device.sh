@@ -5,10 +5,11 @@
 # into /tmp/site and kserve into /tmp/kserve-site (kept for a rerun on the same machine),
 # points the loader at the CUDA and cuDNN libraries of the device's nvidia-* packages, and
 # measures, writing under $OUT (each step goes on if an earlier one failed):
-#   kserve_gpu.json  the service (one process, 4 processes) vs KServe's ModelServer, all on
-#                    CUDA (kserve_side_by_side.py)
-#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, as 1, 2 and 4
-#                    processes, with a queue delay, and the echo server's rate (infer_compare.py)
+#   kserve_gpu.json  the service (4 processes; 4 replicas and an engine process) vs KServe's
+#                    ModelServer, all on CUDA (kserve_side_by_side.py)
+#   service_gpu.json the service on CUDA: overhead, batched vs unbatched, as 1 and 4
+#                    processes, with an engine process behind 2 or 4 replicas, and the echo
+#                    server's rate (infer_compare.py)
 #   ort_gpu.json     ONNX Runtime alone on CUDA, batch 1/8/32 (infer_gpu.py; ORT_ALONE=0 skips)
 #   gil_profile.txt  one server process's GIL under load (gil_profile.py; .gpu/py-spy.xz)
 #   logs.tgz         every step's log, nvidia-smi, and the benchmark servers' own logs
@@ -74,24 +75,27 @@ python3 -c 'import onnxruntime as o; print(o.__file__, o.__version__, o.get_avai
 model=$payload/model.onnx
 rounds=${ROUNDS:-2}
 # Each step has its own time limit, so one that hangs leaves the others their time.
-# 1. Against KServe's ModelServer, all on CUDA: the service as one process and as 4 processes
-#    on the port (--processes), every server warmed for the 512-pixel shapes the load sends.
+# 1. Against KServe's ModelServer, all on CUDA: the service as 4 processes on the port
+#    (--processes), and as 4 replicas feeding one engine process (--engine-process), every
+#    server warmed for the 512-pixel shapes the load sends.
 #    KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
 printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$repo" > /tmp/synthloc
 chmod +x /tmp/synthloc
 PYTHONPATH="$kserve_site:$site" timeout 150 python3 benchmarks/kserve_side_by_side.py \
   --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "$rounds" \
-  --checkout synthloc="$repo" --checkout procs4="$repo" \
-  --checkout-args synthloc='--warm-sizes 512' \
-  --checkout-args procs4='--warm-sizes 512 --processes 4' --client-processes 4 \
-  --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$logs/kserve_gpu.log"
-# 2. The service's overhead and batching: one process, 2 and 4 processes, and 4 with a batch's
-#    first request waiting up to 2 ms for company; the load from 4 client processes
-#    (loadgen.py), and the echo server's rate under it, what the host's Python gRPC answers.
-timeout 210 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs2=. \
-  --arm procs4=. --arm procs4_delay2=. --arm-args procs2='--processes 2' \
-  --arm-args procs4='--processes 4' \
-  --arm-args procs4_delay2='--processes 4 --max-queue-delay-ms 2' \
+  --checkout procs4="$repo" --checkout engine4="$repo" \
+  --checkout-args procs4='--warm-sizes 512 --processes 4' \
+  --checkout-args engine4='--warm-sizes 512 --processes 4 --engine-process' \
+  --client-processes 4 --seconds 5 --json "$OUT/kserve_gpu.json" 2>&1 | tee "$logs/kserve_gpu.log"
+# 2. The service's overhead and batching (batched: max batch 8, or 16 where named; unbatched:
+#    max 1): one process, 4 processes, and 2 or 4 replicas feeding one engine process; the
+#    load from 4 client processes (loadgen.py), and the echo server's rate under it, what
+#    the host's Python gRPC answers.
+timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs4=. \
+  --arm engine2=. --arm engine4=. --arm engine4_b16=. --arm-args procs4='--processes 4' \
+  --arm-args engine2='--processes 2 --engine-process' \
+  --arm-args engine4='--processes 4 --engine-process' \
+  --arm-args engine4_b16='--processes 4 --engine-process --max-batch-size 16' \
   --serve-args '--warm-sizes 512' --device "$DEVICE" --client-processes 4 \
   --rounds "$rounds" --repeats 30 --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$logs/service_gpu.log"

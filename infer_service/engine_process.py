@@ -1,0 +1,374 @@
+"""`infer serve --processes N --engine-process`: one process runs the models for N replicas.
+
+With `--processes` alone every replica owns its sessions and its batcher. On a GPU host that
+costs twice: the replicas' CUDA contexts take turns on the GPU, and each batcher sees only
+its own share of the load, so batches stay small (at concurrency 16 over 4 replicas, about 4).
+On an H200 the benchmark detector runs 2.7 times the images per second at batch 8 as at
+batch 1, so small batches leave most of that on the table.
+
+Here the supervisor first starts an engine process: the model repository (sessions, warm-up,
+polling), one DynamicBatcher and one CUDA context. The replicas still do everything that
+holds Python's GIL per request (gRPC, decoding, scaling, postprocessing, metrics) and load
+each model version on the CPU for its model card, but hand each prepared image to the
+engine over a local socket (`RemoteBatcher`, the DynamicBatcher's interface) and get its
+outputs back. The engine batches across all replicas, so batches grow with the whole load.
+
+Wire (`_Wire`): per replica one AF_UNIX connection, authenticated with a random key. A request
+is a pickled header `(id, model, version, shape, dtype, deadline)` then the image's raw bytes;
+an answer is `(id, "ok", outputs, queue_s, compute_s, batch_size)` or `(id, "error", class,
+message)`; the replica's `None` says goodbye.
+Deadlines are CLOCK_MONOTONIC seconds, which every process of a host shares, so the engine
+drops expired requests before compute as a single server does.
+
+Lifecycle: the engine ignores SIGTERM and SIGINT (a signal to the whole process group must
+not stop it under replicas still draining); the supervisor stops it after the replicas, by
+closing its pipe, and it also stops when the supervisor is gone. A replica whose engine
+connection breaks fails the waiting requests with UNAVAILABLE; the supervisor sees the
+engine's death and takes the pod down (exit 1), as for a replica.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import secrets
+import signal
+import socket
+import struct
+import tempfile
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Connection, Listener
+from typing import Any
+
+import numpy as np
+
+from infer_service.batcher import BatchResult, DynamicBatcher
+from infer_service.repository import LoadedModel
+from infer_service.settings import InferSettings
+from synthloc import errors
+from synthloc.errors import SynthlocError, Unavailable
+
+log = logging.getLogger(__name__)
+
+STOP_SECONDS = 5.0  # for a replica's last answers from the engine, at its stop
+
+# Errors that cross the socket by name, so the replica answers with the engine's gRPC code.
+PASSED_ERRORS = {
+    cls.__name__: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, SynthlocError)
+}
+
+
+class _Wire:
+    """Length-prefixed pickles and raw array bytes on one socket, in both directions. After
+    multiprocessing's authenticated handshake the socket is used directly: an image goes
+    from the replica's array into the kernel and from the kernel into the engine's array,
+    one copy each way with the GIL released (multiprocessing's own Connection copies a
+    message of a MiB three times, holding the GIL for two of them)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+
+    def send(self, message: object, payload: memoryview | None = None) -> None:
+        """A pickle whose arrays travel out of band (straight from their memory, no copy in
+        this process), then `payload`'s bytes if any. Callers hold a lock: one at a time."""
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+        views = [buffer.raw() for buffer in buffers]
+        sizes = [len(data), *(view.nbytes for view in views)]
+        self.sock.sendall(_COUNT.pack(len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes))
+        for view in (memoryview(data), *views, *([payload] if payload is not None else [])):
+            self.sock.sendall(view)
+
+    def recv(self) -> Any:
+        (count,) = _COUNT.unpack(self._exactly(_COUNT.size))
+        sizes = struct.unpack(f"<{count}Q", self._exactly(8 * count))
+        data = self._exactly(sizes[0])
+        return pickle.loads(data, buffers=[self._buffer(size) for size in sizes[1:]])
+
+    def recv_into(self, array: np.ndarray) -> np.ndarray:
+        view, got = memoryview(array).cast("B"), 0
+        while got < len(view):
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                raise EOFError("the other end closed the connection")
+            got += n
+        return array
+
+    def _buffer(self, size: int) -> np.ndarray:
+        return self.recv_into(np.empty(size, np.uint8))
+
+    def _exactly(self, size: int) -> bytes:
+        return self._buffer(size).tobytes()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+_COUNT = struct.Struct("<I")  # how many sizes follow: the pickle's, then each buffer's
+
+
+@dataclass(frozen=True)
+class EngineLink:
+    """How a replica reaches the engine, and what the engine runs its models on."""
+
+    address: str
+    authkey: bytes
+    provider: str
+
+
+class RemoteBatcher:
+    """The DynamicBatcher's interface (submit, call, depth, stop) with the batching done by
+    the engine process at the end of one connection, shared by this replica's threads."""
+
+    def __init__(self, link: EngineLink, max_queue_size: int) -> None:
+        self.max_queue_size = max_queue_size
+        self._wire = _Wire(Client(link.address, family="AF_UNIX", authkey=link.authkey))
+        self._lock = threading.Lock()  # one request's two messages go out together
+        self._pending: dict[int, Future] = {}
+        self._ids = itertools.count()
+        self._closed: str | None = None  # why no request can be sent any more
+        self._reader = threading.Thread(target=self._read, name="engine-answers", daemon=True)
+        self._reader.start()
+
+    @property
+    def depth(self) -> int:
+        """0: requests wait in the engine, whose metrics show its queue."""
+        return 0
+
+    def submit(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> Future:
+        """Send a prepared image to the engine; the future gives a BatchResult or raises."""
+        future: Future = Future()
+        image = np.ascontiguousarray(image)
+        header = (next(self._ids), model.name, model.version, image.shape, image.dtype.str)
+        with self._lock:
+            if self._closed is not None:
+                raise Unavailable(self._closed)
+            self._pending[header[0]] = future
+            try:
+                self._wire.send((*header, deadline), memoryview(image).cast("B"))
+            except OSError as exc:
+                self._pending.pop(header[0], None)
+                message = f"the engine process is gone ({exc}); retry (another pod)"
+                raise Unavailable(message) from None
+        return future
+
+    def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
+        """submit(...).result()."""
+        return self.submit(model, image, deadline).result()
+
+    def _read(self) -> None:
+        why = "the inference service is shutting down; retry (another replica)"
+        try:
+            while True:
+                rid, kind, *rest = self._wire.recv()
+                with self._lock:
+                    future = self._pending.pop(rid)
+                if kind == "ok":
+                    future.set_result(BatchResult(*rest))
+                else:
+                    name, message = rest
+                    future.set_exception(PASSED_ERRORS.get(name, RuntimeError)(message))
+        except (EOFError, OSError):
+            if self._closed is None:
+                why = "the engine process closed its connection; retry (another pod)"
+                log.error("the engine process closed its connection")
+        with self._lock:
+            self._closed = self._closed or why
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(Unavailable(why))
+
+    def stop(self) -> None:
+        """Say goodbye; the engine sends what is still due, then closes its end, which ends
+        the reader (the server has drained: normally nothing is due)."""
+        with self._lock:
+            if self._closed is None:
+                self._closed = "the inference service is shutting down; retry (another replica)"
+                with contextlib.suppress(OSError):
+                    self._wire.send(None)
+        self._reader.join(STOP_SECONDS)
+        self._wire.close()
+
+
+@dataclass
+class EngineProcess:
+    """The supervisor's handle on the engine process."""
+
+    proc: Any
+    pipe: Connection
+    link: EngineLink | None = None
+    metrics_port: int | None = None
+
+    @classmethod
+    def spawn(cls, settings: InferSettings, log_level: int) -> EngineProcess:
+        spawn = mp.get_context("spawn")  # CUDA does not survive a fork
+        folder = tempfile.mkdtemp(prefix="synthloc-engine-")
+        address, authkey = os.path.join(folder, "engine.sock"), secrets.token_bytes(32)
+        ours, theirs = spawn.Pipe()
+        proc = spawn.Process(
+            target=_engine, args=(settings, log_level, theirs, address, authkey), name="engine"
+        )
+        proc.start()
+        theirs.close()
+        log.info("engine process (pid %d) started", proc.pid)
+        return cls(proc, ours)
+
+    def ready(self) -> EngineLink:
+        """Its link once its models are loaded and warm; its failure to start raised."""
+        from infer_service.processes import ReplicaFailed
+
+        try:
+            kind, *value = self.pipe.recv()
+        except EOFError:
+            self.proc.join()
+            code = self.proc.exitcode
+            message = f"the engine process exited while starting (exit {code})"
+            raise ReplicaFailed(message, 1) from None
+        if kind == "error":
+            raise ReplicaFailed(*value)
+        address, authkey, provider, self.metrics_port = value
+        self.link = EngineLink(address, authkey, provider)
+        return self.link
+
+    def stop(self, timeout: float) -> bool:
+        """Close its pipe (it finishes what is queued and exits); True if it exited 0."""
+        self.pipe.close()
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            log.error("the engine process did not stop within %.1f s; killing it", timeout)
+            self.proc.kill()
+            self.proc.join(5.0)
+        if self.link is not None:
+            with contextlib.suppress(OSError):  # the listener removes its socket file itself
+                os.rmdir(os.path.dirname(self.link.address))
+        return self.proc.exitcode == 0
+
+
+def _engine(
+    settings: InferSettings, log_level: int, pipe: Connection, address: str, authkey: bytes
+) -> None:
+    """The engine's life: load, warm, listen, batch, until the supervisor closes the pipe."""
+    from prometheus_client import start_http_server
+
+    from infer_service.metrics import InferMetrics
+    from infer_service.server import load_repository
+
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(levelname)s engine %(name)s: %(message)s"
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stopped by its supervisor, after the replicas
+        signal.signal(sig, signal.SIG_IGN)
+    metrics = InferMetrics()
+    try:
+        repository = load_repository(settings)
+        listener = Listener(address, family="AF_UNIX", authkey=authkey)
+    except SynthlocError as error:
+        pipe.send(("error", f"engine process: {error}", error.exit_code))
+        raise SystemExit(error.exit_code) from None
+    metrics.show_models(repository.list())
+    batcher = DynamicBatcher(
+        settings.max_batch_size,
+        settings.max_queue_delay_ms / 1000,
+        settings.max_queue_size,
+        on_batch=lambda model, _v, n: metrics.batch_size.labels(model).observe(n),
+        tune_batch_size=settings.tune_batch_size,
+    )
+    metrics.queue_depth.set_function(lambda: batcher.depth)
+    httpd = None
+    if settings.metrics_port >= 0:
+        httpd, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    stop = threading.Event()
+    accept = (listener, repository, batcher, stop)
+    threading.Thread(target=_accept, args=accept, name="engine-accept", daemon=True).start()
+    threading.Thread(
+        target=_poll, args=(settings, repository, metrics, stop), name="engine-poll", daemon=True
+    ).start()
+    provider = repository.list()[0].provider
+    pipe.send(("ready", address, authkey, provider, httpd.server_port if httpd else None))
+    log.info("engine serving %s", ", ".join(f"{m.name}/{m.version}" for m in repository.list()))
+    with contextlib.suppress(EOFError, OSError):
+        pipe.recv()  # nothing is sent: it returns when the supervisor closes the pipe or dies
+    stop.set()
+    batcher.stop()  # runs what is queued
+    listener.close()
+    if httpd is not None:
+        httpd.shutdown()
+    log.info("engine stopped")
+
+
+def _poll(settings: InferSettings, repository: Any, metrics: Any, stop: threading.Event) -> None:
+    while settings.poll_seconds > 0 and not stop.wait(settings.poll_seconds):
+        try:
+            for change in repository.scan():
+                log.info("%s", change)
+            metrics.show_models(repository.list())
+        except Exception:  # the poller must outlive any one bad scan
+            log.exception("repository scan failed; serving the previous models")
+
+
+def _accept(
+    listener: Listener, repository: Any, batcher: DynamicBatcher, stop: threading.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            conn = listener.accept()
+        except (OSError, EOFError) as exc:  # closed at stop; a client that failed its key
+            if not stop.is_set():
+                log.warning("a connection to the engine was refused: %s", exc)
+            continue
+        threading.Thread(
+            target=_serve_replica, args=(conn, repository, batcher), daemon=True
+        ).start()
+
+
+def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -> None:
+    """Read one replica's requests into the batcher; a second thread sends the answers in
+    the order they finish."""
+    wire = _Wire(conn)
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_answers, args=(wire, answers), daemon=True)
+    sender.start()
+    try:
+        while (header := wire.recv()) is not None:  # None: the replica is stopping
+            rid, name, version, shape, dtype, deadline = header
+            image = wire.recv_into(np.empty(shape, dtype))
+            try:
+                model = repository.get(name, version)
+                future = batcher.submit(model, image, deadline)
+            except Exception as exc:  # unknown version, full queue, stopping: that one fails
+                future = Future()
+                future.set_exception(exc)
+            future.add_done_callback(lambda done, rid=rid: answers.put((rid, done)))
+    except (EOFError, OSError):  # the replica closed its end
+        pass
+    answers.put(None)
+    sender.join()
+    wire.close()
+
+
+def _send_answers(wire: _Wire, answers: queue.SimpleQueue) -> None:
+    while (item := answers.get()) is not None:
+        rid, future = item
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            answer = (rid, "ok", result.outputs, result.queue_seconds, result.compute_seconds,
+                      result.batch_size)  # fmt: skip
+        else:
+            answer = (rid, "error", type(error).__name__, str(error))
+        try:
+            wire.send(answer)
+        except OSError:  # the replica is gone; the rest of its answers have no reader
+            return

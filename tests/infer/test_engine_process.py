@@ -1,0 +1,193 @@
+"""`synthloc infer serve --processes N --engine-process`: one process batches for every replica."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from multiprocessing.connection import Listener
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infer_service.engine_process import EngineLink, EngineProcess, RemoteBatcher, _Wire
+from infer_service.localizer import OnnxLocalizer
+from infer_service.settings import InferSettings
+from synthloc.errors import DeadlineExceeded, NotFound, Unavailable
+from synthloc.v1 import localization_pb2, localization_pb2_grpc
+from tests.infer.test_cli import SYNTHLOC
+from tests.infer.test_processes import _serve
+from tests.infer.test_service import EXPECTED_BOX, _request, _write_model
+
+CLIENTS = 16
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    _write_model(tmp_path / "models", "nuclei", "1")
+    return tmp_path / "models"
+
+
+def _samples(metrics_port: int) -> dict[tuple, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _localize_together(port: int) -> list[localization_pb2.LocalizeResponse]:
+    """CLIENTS calls, each on a connection of its own (spread over the replicas by the
+    kernel), all sent at one instant."""
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=options) for _ in range(CLIENTS)]
+    for channel in channels:
+        grpc.channel_ready_future(channel).result(timeout=30)
+    start = threading.Barrier(CLIENTS)
+    answers: list = [None] * CLIENTS
+
+    def call(i: int) -> None:
+        stub = localization_pb2_grpc.LocalizationServiceStub(channels[i])
+        start.wait()
+        answers[i] = stub.Localize(_request(), timeout=60)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for channel in channels:
+        channel.close()
+    return answers
+
+
+# Every request waits up to 2 s for company, so all 16 meet in the queue if they can.
+GATHER = ["--processes", "2", "--max-batch-size", "16", "--max-queue-delay-ms", "2000"]
+GATHER += ["--no-tune-batch-size"]
+
+
+@pytest.mark.parametrize(("engine", "batches"), [(True, [16]), (False, None)])
+def test_one_engine_batches_the_requests_of_every_replica_together(
+    repo: Path, engine: bool, batches: list[int] | None
+) -> None:
+    flags = [*GATHER, "--engine-process"] if engine else GATHER
+    proc, port, metrics_port, _ = _serve(repo, *flags)
+    try:
+        answers = _localize_together(port)
+        for answer in answers:
+            found = [(d.box.x, d.box.y, d.box.width, d.box.height) for d in answer.detections]
+            assert found == [EXPECTED_BOX] and answer.provider == "CPUExecutionProvider"
+        samples = _samples(metrics_port)
+        model = (("model", "nuclei"),)
+        ok = (("code", "OK"), ("model", "nuclei"), ("version", "1"))
+        assert samples["synthloc_infer_requests_total", ok] == CLIENTS
+        count = samples["synthloc_infer_batch_size_count", model]
+        assert samples["synthloc_infer_batch_size_sum", model] == CLIENTS
+        if batches is not None:  # the 16, from both replicas' connections, in one batch
+            assert count == len(batches), count
+        else:  # each replica batches its own share: 16 connections over two of them
+            assert count == 2, count
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        said = proc.stderr.read()
+        assert ("engine stopped" in said) == engine and said.rstrip().endswith("stopped"), said
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_engine_that_dies_takes_the_supervisor_down_with_exit_1(repo: Path) -> None:
+    proc, _, _, lines = _serve(repo, "--processes", "2", "--engine-process")
+    try:
+        pid = int(re.search(r"engine process \(pid (\d+)\) started", "".join(lines)).group(1))
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1
+        said = proc.stderr.read()
+        assert f"the engine process (pid {pid}) exited unexpectedly (exit code -9)" in said
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_engine_that_cannot_start_exits_2_with_its_reason(repo: Path) -> None:
+    # The replicas load models on the CPU for their cards only; --require-gpu is the engine's.
+    command = [SYNTHLOC, "infer", "serve", "--models", str(repo), "--port", "0", "--processes"]
+    command += ["2", "--engine-process", "--device", "cpu", "--require-gpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "synthloc: error: engine process: " in done.stderr
+    assert "runs on CPUExecutionProvider, and --require-gpu is set" in done.stderr
+    assert "replica 0" not in done.stderr  # none was started
+
+
+@pytest.fixture()
+def engine(repo: Path):
+    settings = InferSettings(models=repo, metrics_port=-1, poll_seconds=0, warm_sizes="64")
+    handle = EngineProcess.spawn(settings, 30)
+    try:
+        yield handle.ready()
+    finally:
+        assert handle.stop(30)
+
+
+def _model(version: str = "1") -> SimpleNamespace:
+    return SimpleNamespace(name="nuclei", version=version)
+
+
+def test_the_engine_answers_with_outputs_and_passes_errors_back_by_class(
+    engine, repo: Path
+) -> None:
+    remote = RemoteBatcher(engine, 64)
+    try:
+        image = np.zeros((1, 64, 96), np.float32)
+        image[0, 20:24, 40:44] = 1.0
+        result = remote.call(_model(), image, time.monotonic() + 30)
+        assert result.batch_size == 1 and result.compute_seconds >= 0
+        here = OnnxLocalizer(repo / "nuclei" / "1" / "model.onnx").run(image[None])
+        assert sorted(result.outputs) == sorted(here) and here
+        for name, value in here.items():  # the very outputs a run here gives
+            assert np.array_equal(result.outputs[name], value[0])
+        with pytest.raises(DeadlineExceeded, match="deadline passed while it waited"):
+            remote.call(_model(), image, time.monotonic() - 1)
+        with pytest.raises(NotFound, match="nuclei"):
+            remote.call(_model("9"), image, None)
+        assert remote.call(_model(), image, None).batch_size == 1  # and it still serves
+    finally:
+        remote.stop()
+    with pytest.raises(Unavailable, match="shutting down"):
+        remote.submit(_model(), image, None)
+
+
+def test_requests_waiting_on_an_engine_that_goes_away_fail_with_unavailable(
+    tmp_path: Path,
+) -> None:
+    address, key = str(tmp_path / "engine.sock"), b"k" * 32
+    listener = Listener(address, family="AF_UNIX", authkey=key)
+
+    def take_one_then_quit() -> None:
+        wire = _Wire(listener.accept())
+        _, _, _, shape, dtype, _ = wire.recv()
+        wire.recv_into(np.empty(shape, dtype))  # one request read, never answered
+        wire.close()
+
+    thread = threading.Thread(target=take_one_then_quit)
+    thread.start()
+    remote = RemoteBatcher(EngineLink(address, key, "CPUExecutionProvider"), 64)
+    image = np.zeros((1, 8, 8), np.float32)
+    waiting = remote.submit(_model(), image, None)
+    thread.join()
+    with pytest.raises(Unavailable, match="engine process closed its connection"):
+        waiting.result(timeout=30)
+    with pytest.raises(Unavailable, match="engine process closed its connection"):
+        remote.submit(_model(), image, None)
+    remote.stop()
+    listener.close()
