@@ -16,7 +16,7 @@ outputs back. The engine batches across all replicas, so batches grow with the w
 Wire (`_Wire`): per replica one AF_UNIX connection, authenticated with a random key. A request
 is a pickled header `(id, model, version, shape, dtype, deadline)` then the image's raw bytes;
 an answer is `(id, "ok", outputs, queue_s, compute_s, batch_size)` or `(id, "error", class,
-message)`; the replica's `None` says goodbye.
+message)`, sent in lists of those ready together; the replica's `None` says goodbye.
 Deadlines are CLOCK_MONOTONIC seconds, which every process of a host shares, so the engine
 drops expired requests before compute as a single server does.
 
@@ -42,7 +42,7 @@ import socket
 import struct
 import tempfile
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
@@ -85,8 +85,8 @@ class _Wire:
         data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
         views = [buffer.raw() for buffer in buffers]
         sizes = [len(data), *(view.nbytes for view in views)]
-        self.sock.sendall(_COUNT.pack(len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes))
-        for view in (memoryview(data), *views, *([payload] if payload is not None else [])):
+        head = _COUNT.pack(len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes) + data
+        for view in (head, *views, *([payload] if payload is not None else [])):
             self.sock.sendall(view)
 
     def recv(self) -> Any:
@@ -172,14 +172,14 @@ class RemoteBatcher:
         why = "the inference service is shutting down; retry (another replica)"
         try:
             while True:
-                rid, kind, *rest = self._wire.recv()
-                with self._lock:
-                    future = self._pending.pop(rid)
-                if kind == "ok":
-                    future.set_result(BatchResult(*rest))
-                else:
-                    name, message = rest
-                    future.set_exception(PASSED_ERRORS.get(name, RuntimeError)(message))
+                for rid, kind, *rest in self._wire.recv():
+                    with self._lock:
+                        future = self._pending.pop(rid)
+                    if kind == "ok":
+                        future.set_result(BatchResult(*rest))
+                    else:
+                        name, message = rest
+                        future.set_exception(PASSED_ERRORS.get(name, RuntimeError)(message))
         except (EOFError, OSError):
             if self._closed is None:
                 why = "the engine process closed its connection; retry (another pod)"
@@ -340,6 +340,12 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
     answers: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_answers, args=(wire, answers), daemon=True)
     sender.start()
+    outstanding: set[Future] = set()
+
+    def done(future: Future, rid: int) -> None:
+        outstanding.discard(future)
+        answers.put((rid, future))
+
     try:
         while (header := wire.recv()) is not None:  # None: the replica is stopping
             rid, name, version, shape, dtype, deadline = header
@@ -350,8 +356,10 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
             except Exception as exc:  # unknown version, full queue, stopping: that one fails
                 future = Future()
                 future.set_exception(exc)
-            future.add_done_callback(lambda done, rid=rid: answers.put((rid, done)))
-    except (EOFError, OSError):  # the replica closed its end
+            outstanding.add(future)
+            future.add_done_callback(lambda future, rid=rid: done(future, rid))
+        wait(list(outstanding), STOP_SECONDS)  # a goodbye: what it still waits for goes first
+    except (EOFError, OSError):  # the replica closed its end: no one reads its answers
         pass
     answers.put(None)
     sender.join()
@@ -359,16 +367,26 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
 
 
 def _send_answers(wire: _Wire, answers: queue.SimpleQueue) -> None:
-    while (item := answers.get()) is not None:
-        rid, future = item
-        error = future.exception()
-        if error is None:
-            result = future.result()
-            answer = (rid, "ok", result.outputs, result.queue_seconds, result.compute_seconds,
-                      result.batch_size)  # fmt: skip
-        else:
-            answer = (rid, "error", type(error).__name__, str(error))
+    """Send the answers as their requests finish: all those finished by the time the last
+    was sent go together in one message (a batch's answers mostly do)."""
+    while True:
+        due = [answers.get()]
+        while not answers.empty():
+            due.append(answers.get())
+        message = [_answer(*item) for item in due if item is not None]
         try:
-            wire.send(answer)
+            if message:
+                wire.send(message)
         except OSError:  # the replica is gone; the rest of its answers have no reader
             return
+        if None in due:
+            return
+
+
+def _answer(rid: int, future: Future) -> tuple:
+    error = future.exception()
+    if error is not None:
+        return (rid, "error", type(error).__name__, str(error))
+    result = future.result()
+    return (rid, "ok", result.outputs, result.queue_seconds, result.compute_seconds,
+            result.batch_size)  # fmt: skip
