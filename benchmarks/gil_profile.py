@@ -58,6 +58,27 @@ def summarize(raw: str, rate: int, seconds: float, top: int = 30) -> tuple[float
     return share, lines
 
 
+def by_process(raw: str) -> dict[str, str]:
+    """py-spy's raw output with --subprocesses, split by the process each stack is from and
+    named by its part: the supervisor, a replica (gRPC handlers) or the engine process."""
+    stacks: dict[str, list[str]] = {}
+    for line in raw.splitlines():
+        frames = line.split(";")
+        processes = [f for f in frames if f.startswith("process ")]
+        pid = processes[-1].split(":", 1)[0].removeprefix("process ") if processes else "?"
+        stacks.setdefault(pid, []).append(";".join(frames[len(processes) :]))
+    named = {}
+    for pid, lines in stacks.items():
+        text = "\n".join(lines)
+        role = "supervisor"
+        if "_serve_replica" in text or "_send_answers" in text:
+            role = "engine process"
+        elif "_unary_response_in_pool" in text:
+            role = "replica"
+        named[f"{role} {pid}"] = text
+    return named
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -68,6 +89,11 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=default_processes())
+    parser.add_argument(
+        "--all-processes",
+        action="store_true",
+        help="with --processes or --engine-process in --serve-args: each process on its own",
+    )
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()
     flags = ["--device", args.device, *args.serve_args.split()]
@@ -98,7 +124,8 @@ def main() -> int:
             spy = subprocess.run(
                 [args.py_spy, "record", "--pid", str(proc.pid), "--gil", "--nonblocking",
                  "--rate", str(args.rate), "--duration", str(args.seconds),
-                 "--format", "raw", "--output", str(raw)],
+                 "--format", "raw", "--output", str(raw),
+                 *(["--subprocesses"] if args.all_processes else [])],
                 capture_output=True, timeout=args.seconds + 60,
             )  # fmt: skip
             wall_ms = 1000 * (time.perf_counter() - began)
@@ -109,11 +136,16 @@ def main() -> int:
                 print(f"py-spy failed (exit {spy.returncode}):\n{said[-2000:]}", file=sys.stderr)
                 return 3
             served, p99 = outcome["run"]
-            _, lines = summarize(raw.read_text(), args.rate, args.seconds)
+            if args.all_processes:
+                lines = []
+                for name, text in sorted(by_process(raw.read_text()).items()):
+                    lines += [f"=== {name}", *summarize(text, args.rate, args.seconds, 20)[1]]
+            else:
+                _, lines = summarize(raw.read_text(), args.rate, args.seconds)
         finally:
             stop_servers([proc])
     head = [
-        f"one server process, c{args.concurrency}, max batch 8, {args.device}: "
+        f"{args.serve_args}, c{args.concurrency}, max batch 8, {args.device}: "
         f"{served:.0f} requests/s, p99 {p99:.1f} ms, server cores {cores:.2f}",
         *[line for line in said.splitlines() if "Samples:" in line],  # py-spy's own count
     ]

@@ -74,6 +74,9 @@ nvidia-smi | tee "$logs/nvidia-smi.txt" || echo "no nvidia-smi here"
 python3 -c 'import onnxruntime as o; print(o.__file__, o.__version__, o.get_available_providers())'
 model=$payload/model.onnx
 rounds=${ROUNDS:-2}
+# STEPS picks what runs (a short call can run one): kserve, service, ort, gil, gil_engine.
+steps=",${STEPS:-kserve,service,ort,gil},"
+step() { [[ $steps == *",$1,"* ]]; }
 # Each step has its own time limit, so one that hangs leaves the others their time.
 # 1. Against KServe's ModelServer, all on CUDA: the service as 4 processes on the port
 #    (--processes), and as 4 replicas feeding one engine process (--engine-process), every
@@ -81,7 +84,7 @@ rounds=${ROUNDS:-2}
 #    KServe needs protobuf < 7, synthloc >= 7: each runs with its own folder first.
 printf '#!/bin/sh\nPYTHONPATH=%s:%s exec python3 -m synthloc "$@"\n' "$site" "$repo" > /tmp/synthloc
 chmod +x /tmp/synthloc
-PYTHONPATH="$kserve_site:$site" timeout 150 python3 benchmarks/kserve_side_by_side.py \
+step kserve && PYTHONPATH="$kserve_site:$site" timeout 150 python3 benchmarks/kserve_side_by_side.py \
   --synthloc /tmp/synthloc --model "$model" --device "$DEVICE" --rounds "$rounds" \
   --checkout procs4="$repo" --checkout engine4="$repo" \
   --checkout-args procs4='--warm-sizes 512 --processes 4' \
@@ -91,7 +94,7 @@ PYTHONPATH="$kserve_site:$site" timeout 150 python3 benchmarks/kserve_side_by_si
 #    max 1): one process, 4 processes, and 2 or 4 replicas feeding one engine process; the
 #    load from 4 client processes (loadgen.py), and the echo server's rate under it, what
 #    the host's Python gRPC answers.
-timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs4=. \
+step service && timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --arm procs4=. \
   --arm engine2=. --arm engine4=. --arm engine4_b16=. --arm-args procs4='--processes 4' \
   --arm-args engine2='--processes 2 --engine-process' \
   --arm-args engine4='--processes 4 --engine-process' \
@@ -100,14 +103,19 @@ timeout 240 python3 benchmarks/infer_compare.py --model "$model" --arm one=. --a
   --rounds "$rounds" --repeats 30 --seconds 3 --json "$OUT/service_gpu.json" \
   2>&1 | tee "$logs/service_gpu.log"
 # 3. ONNX Runtime alone at batch 1/8/32 (ORT_ALONE=0 skips it on a device measured before).
-if [ "${ORT_ALONE:-1}" = 1 ]; then
+if step ort && [ "${ORT_ALONE:-1}" = 1 ]; then
   timeout 70 python3 benchmarks/infer_gpu.py --model "$model" --providers "$DEVICE" \
     --repeats 30 --json "$OUT/ort_gpu.json" 2>&1 | tee "$logs/ort_gpu.log"
 fi
 # 4. Where one server process spends its GIL at c16 (py-spy, carried as .gpu/py-spy.xz): what
 #    bounds one process on this host, and so what --processes works around.
+#    gil_engine: the same of every process of 4 replicas and an engine process.
 if [ -f .gpu/py-spy.xz ] && xz -dc .gpu/py-spy.xz > /tmp/py-spy && chmod +x /tmp/py-spy; then
-  timeout 45 python3 benchmarks/gil_profile.py --model "$model" --py-spy /tmp/py-spy \
+  step gil && timeout 45 python3 benchmarks/gil_profile.py --model "$model" --py-spy /tmp/py-spy \
     --device "$DEVICE" --client-processes 4 --seconds 8 --out "$OUT/gil_profile.txt" \
     2>&1 | tee "$logs/gil_profile.log"
+  step gil_engine && timeout 90 python3 benchmarks/gil_profile.py --model "$model" \
+    --py-spy /tmp/py-spy --device "$DEVICE" --client-processes 4 --seconds 8 --all-processes \
+    --serve-args '--warm-sizes 512 --processes 4 --engine-process' \
+    --out "$OUT/gil_engine.txt" 2>&1 | tee "$logs/gil_engine.log"
 fi
