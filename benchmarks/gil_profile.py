@@ -70,11 +70,13 @@ def by_process(raw: str) -> dict[str, str]:
     named = {}
     for pid, lines in stacks.items():
         text = "\n".join(lines)
-        role = "supervisor"
+        role = "process"
         if "_serve_replica" in text or "_send_answers" in text:
             role = "engine process"
-        elif "_unary_response_in_pool" in text:
+        elif "_unary_response_in_pool" in text or "_replica (" in text:
             role = "replica"
+        elif "serve_processes" in text:
+            role = "supervisor"
         named[f"{role} {pid}"] = text
     return named
 

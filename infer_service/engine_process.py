@@ -16,7 +16,10 @@ outputs back. The engine batches across all replicas, so batches grow with the w
 Wire (`_Wire`): per replica one AF_UNIX connection, authenticated with a random key. A request
 is a pickled header `(id, model, version, shape, dtype, deadline)` then the image's raw bytes;
 an answer is `(id, "ok", outputs, queue_s, compute_s, batch_size)` or `(id, "error", class,
-message)`, sent in lists of those ready together; the replica's `None` says goodbye.
+message)`, sent in lists of those ready together; the replica's `None` says goodbye, and
+its `("versions", id)` asks which versions the engine has loaded (answered `(id, "versions",
+{model: [versions]})`): a replica offers only those, so it never sends a version the
+engine has not loaded yet.
 Deadlines are CLOCK_MONOTONIC seconds, which every process of a host shares, so the engine
 drops expired requests before compute as a single server does.
 
@@ -164,6 +167,21 @@ class RemoteBatcher:
                 raise Unavailable(message) from None
         return future
 
+    def served_versions(self, timeout: float = 60.0) -> dict[str, list[str]]:
+        """The versions the engine has loaded, by model."""
+        future: Future = Future()
+        with self._lock:
+            if self._closed is not None:
+                raise Unavailable(self._closed)
+            rid = next(self._ids)
+            self._pending[rid] = future
+            try:
+                self._wire.send(("versions", rid))
+            except OSError as exc:
+                self._pending.pop(rid, None)
+                raise Unavailable(f"the engine process is gone ({exc})") from None
+        return future.result(timeout)
+
     def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
         """submit(...).result()."""
         return self.submit(model, image, deadline).result()
@@ -177,6 +195,8 @@ class RemoteBatcher:
                         future = self._pending.pop(rid)
                     if kind == "ok":
                         future.set_result(BatchResult(*rest))
+                    elif kind == "versions":
+                        future.set_result(rest[0])
                     else:
                         name, message = rest
                         future.set_exception(PASSED_ERRORS.get(name, RuntimeError)(message))
@@ -348,6 +368,9 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
 
     try:
         while (header := wire.recv()) is not None:  # None: the replica is stopping
+            if header[0] == "versions":  # a replica's scan asks what it may offer
+                answers.put([header[1], "versions", served_versions(repository)])
+                continue
             rid, name, version, shape, dtype, deadline = header
             image = wire.recv_into(np.empty(shape, dtype))
             try:
@@ -373,7 +396,11 @@ def _send_answers(wire: _Wire, answers: queue.SimpleQueue) -> None:
         due = [answers.get()]
         while not answers.empty():
             due.append(answers.get())
-        message = [_answer(*item) for item in due if item is not None]
+        message = [
+            tuple(item) if isinstance(item, list) else _answer(*item)  # a list: ready as it is
+            for item in due
+            if item is not None
+        ]
         try:
             if message:
                 wire.send(message)
@@ -381,6 +408,14 @@ def _send_answers(wire: _Wire, answers: queue.SimpleQueue) -> None:
             return
         if None in due:
             return
+
+
+def served_versions(repository: Any) -> dict[str, list[str]]:
+    """Every loaded version, by model."""
+    served: dict[str, list[str]] = {}
+    for model in repository.list():
+        served.setdefault(model.name, []).append(model.version)
+    return served
 
 
 def _answer(rid: int, future: Future) -> tuple:

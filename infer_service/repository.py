@@ -181,8 +181,10 @@ class ModelRepository:
         self._failed: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()  # one scan at a time; readers never wait
 
-    def scan(self) -> list[str]:
-        """Load new versions, drop removed or surplus ones; return what changed (for logs)."""
+    def scan(self, served: dict[str, list[str]] | None = None) -> list[str]:
+        """Load new versions, drop removed or surplus ones; return what changed (for logs).
+        `served`: only these versions of each model (what an engine process runs), so that
+        a replica never offers a version before its engine has loaded it."""
         with self._lock:
             current = self._models
             fresh: dict[str, dict[str, LoadedModel]] = {}
@@ -197,6 +199,10 @@ class ModelRepository:
                 for version_dir in versions:
                     if len(kept) == self.keep_versions:
                         break
+                    if served is not None and version_dir.name not in served.get(
+                        model_dir.name, ()
+                    ):
+                        continue
                     loaded = self._load(model_dir.name, version_dir, current)
                     if loaded is not None:
                         if current.get(model_dir.name, {}).get(loaded.version) is not loaded:

@@ -43,12 +43,12 @@ class InferServer:
     def __init__(self, settings: InferSettings, engine: EngineLink | None = None) -> None:
         self.settings = settings
         self.metrics = InferMetrics()
-        self.repository = load_repository(settings, engine)
-        self.metrics.show_models(self.repository.list())
         self.batcher: DynamicBatcher | RemoteBatcher
         if engine is not None:  # the engine process batches and runs; it has the metrics
             self.batcher = RemoteBatcher(engine, settings.max_queue_size)
+            self.repository = load_repository(settings, engine, self.batcher.served_versions())
         else:
+            self.repository = load_repository(settings)
             self.batcher = DynamicBatcher(
                 settings.max_batch_size,
                 settings.max_queue_delay_ms / 1000,
@@ -56,6 +56,7 @@ class InferServer:
                 on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
                 tune_batch_size=settings.tune_batch_size,
             )
+        self.metrics.show_models(self.repository.list())
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)
         self.health = health.HealthServicer()
@@ -101,7 +102,10 @@ class InferServer:
     def _poll(self) -> None:
         while not self._stop_polling.wait(self.settings.poll_seconds):
             try:
-                for change in self.repository.scan():
+                served = None
+                if isinstance(self.batcher, RemoteBatcher):  # what its engine has loaded
+                    served = self.batcher.served_versions()
+                for change in self.repository.scan(served):
                     log.info("%s", change)
                 self.metrics.show_models(self.repository.list())
             except Exception:  # the poller must outlive any one bad scan
@@ -145,10 +149,15 @@ class InferServer:
             self._httpd.server_close()
 
 
-def load_repository(settings: InferSettings, engine: EngineLink | None = None) -> ModelRepository:
+def load_repository(
+    settings: InferSettings,
+    engine: EngineLink | None = None,
+    served: dict[str, list[str]] | None = None,
+) -> ModelRepository:
     """The model repository, scanned: every loadable version loaded and warmed. With an
-    `engine` process running the models, each version loads on the CPU, unwarmed, only for
-    its model card and input shapes (the engine's provider is the one reported)."""
+    `engine` process running the models, only the versions it `served`, each loaded on the
+    CPU, unwarmed, for its model card and input shapes (the engine's provider is the one
+    reported)."""
     repository = ModelRepository(
         settings.models,
         "cpu" if engine else settings.device,
@@ -161,7 +170,7 @@ def load_repository(settings: InferSettings, engine: EngineLink | None = None) -
         () if engine else warm_sides(settings.warm_sizes),
         engine.provider if engine else "",
     )
-    changes = repository.scan()
+    changes = repository.scan(served)
     if not repository.list():
         raise FailedPrecondition(
             f"{settings.models}: no loadable model (expected "

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infer_service.engine_process import EngineLink, EngineProcess, RemoteBatcher, _Wire
 from infer_service.localizer import OnnxLocalizer
+from infer_service.server import load_repository
 from infer_service.settings import InferSettings
 from synthloc.errors import DeadlineExceeded, NotFound, Unavailable
 from synthloc.v1 import localization_pb2, localization_pb2_grpc
@@ -191,3 +192,21 @@ def test_requests_waiting_on_an_engine_that_goes_away_fail_with_unavailable(
         remote.submit(_model(), image, None)
     remote.stop()
     listener.close()
+
+
+def test_a_replica_offers_only_the_versions_its_engine_has_loaded(engine, repo: Path) -> None:
+    # Version 2 lands after the engine's scan (it polls every poll_seconds, here never):
+    # a replica scanning now must not offer it, or its requests would reach an engine
+    # without it.
+    _write_model(repo, "nuclei", "2")
+    remote = RemoteBatcher(engine, 64)
+    try:
+        assert remote.served_versions() == {"nuclei": ["1"]}
+        settings = InferSettings(models=repo, metrics_port=-1, poll_seconds=0)
+        offered = load_repository(settings, engine, remote.served_versions())
+        assert [(m.name, m.version, m.provider) for m in offered.list()] == [
+            ("nuclei", "1", "CPUExecutionProvider")
+        ]
+        assert [m.version for m in load_repository(settings).list()] == ["2", "1"]  # on its own
+    finally:
+        remote.stop()
