@@ -110,13 +110,21 @@ class DynamicBatcher:
 
     def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
         """submit(...).result(), run on this thread when nothing computes and nothing waits."""
+        result = self.run_if_idle(model, image, deadline)
+        return result if result is not None else self.submit(model, image, deadline).result()
+
+    def run_if_idle(
+        self, model: LoadedModel, image: np.ndarray, deadline: float | None
+    ) -> BatchResult | None:
+        """Run on this thread, as a batch of one, if nothing computes and nothing waits (no
+        hand-off to the worker); None if not (then submit). Raises what the run raised."""
         with self._cond:
             alone = not (self._busy or self._groups or self._stopped)
             # A zero-size queue refuses everything; a delay asks every request to wait for company.
             alone = alone and self.max_queue_size > 0 and self.max_delay <= 0
             self._busy = self._busy or alone
         if not alone:
-            return self.submit(model, image, deadline).result()
+            return None
         item = _Item(model, image, deadline)
         try:
             self._dispatch([item])

@@ -45,6 +45,7 @@ import socket
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener
@@ -60,6 +61,7 @@ from synthloc.errors import SynthlocError, Unavailable
 
 log = logging.getLogger(__name__)
 
+SHUTTING_DOWN = "the inference service is shutting down; retry (another replica)"
 STOP_SECONDS = 5.0  # for a replica's last answers from the engine, at its stop
 
 # Errors that cross the socket by name, so the replica answers with the engine's gRPC code.
@@ -80,17 +82,19 @@ class _Wire:
     def __init__(self, conn: Connection) -> None:
         self.sock = socket.socket(fileno=os.dup(conn.fileno()))
         conn.close()
+        self._sending = threading.Lock()  # one message's parts go out together
 
     def send(self, message: object, payload: memoryview | None = None) -> None:
         """A pickle whose arrays travel out of band (straight from their memory, no copy in
-        this process), then `payload`'s bytes if any. Callers hold a lock: one at a time."""
+        this process), then `payload`'s bytes if any; from any thread."""
         buffers: list[pickle.PickleBuffer] = []
         data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
         views = [buffer.raw() for buffer in buffers]
         sizes = [len(data), *(view.nbytes for view in views)]
         head = _COUNT.pack(len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes) + data
-        for view in (head, *views, *([payload] if payload is not None else [])):
-            self.sock.sendall(view)
+        with self._sending:
+            for view in (head, *views, *([payload] if payload is not None else [])):
+                self.sock.sendall(view)
 
     def recv(self) -> Any:
         (count,) = _COUNT.unpack(self._exactly(_COUNT.size))
@@ -138,7 +142,7 @@ class RemoteBatcher:
     def __init__(self, link: EngineLink, max_queue_size: int) -> None:
         self.max_queue_size = max_queue_size
         self._wire = _Wire(Client(link.address, family="AF_UNIX", authkey=link.authkey))
-        self._lock = threading.Lock()  # one request's two messages go out together
+        self._lock = threading.Lock()  # guards _pending and _closed only, never a send
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
         self._closed: str | None = None  # why no request can be sent any more
@@ -152,42 +156,42 @@ class RemoteBatcher:
 
     def submit(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> Future:
         """Send a prepared image to the engine; the future gives a BatchResult or raises."""
-        future: Future = Future()
         image = np.ascontiguousarray(image)
-        header = (next(self._ids), model.name, model.version, image.shape, image.dtype.str)
-        with self._lock:
-            if self._closed is not None:
-                raise Unavailable(self._closed)
-            self._pending[header[0]] = future
-            try:
-                self._wire.send((*header, deadline), memoryview(image).cast("B"))
-            except OSError as exc:
-                self._pending.pop(header[0], None)
-                message = f"the engine process is gone ({exc}); retry (another pod)"
-                raise Unavailable(message) from None
-        return future
+        shape, dtype = image.shape, image.dtype.str
+        return self._ask(
+            lambda rid: (rid, model.name, model.version, shape, dtype, deadline),
+            memoryview(image).cast("B"),
+        )
 
     def served_versions(self, timeout: float = 60.0) -> dict[str, list[str]]:
         """The versions the engine has loaded, by model."""
+        return self._ask(lambda rid: ("versions", rid)).result(timeout)
+
+    def _ask(self, message: Callable[[int], tuple], payload: memoryview | None = None) -> Future:
+        """Send message(id) and its payload; the future is settled when the answer comes.
+        The lock guards only the table of pending answers: a send that waits for room in
+        the socket must never keep the reader thread from settling answers (the engine
+        may be waiting for this process to read before it reads again)."""
         future: Future = Future()
         with self._lock:
             if self._closed is not None:
                 raise Unavailable(self._closed)
             rid = next(self._ids)
             self._pending[rid] = future
-            try:
-                self._wire.send(("versions", rid))
-            except OSError as exc:
+        try:
+            self._wire.send(message(rid), payload)
+        except OSError as exc:
+            with self._lock:
                 self._pending.pop(rid, None)
-                raise Unavailable(f"the engine process is gone ({exc})") from None
-        return future.result(timeout)
+            raise Unavailable(f"the engine process is gone ({exc}); retry (another pod)") from None
+        return future
 
     def call(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> BatchResult:
         """submit(...).result()."""
         return self.submit(model, image, deadline).result()
 
     def _read(self) -> None:
-        why = "the inference service is shutting down; retry (another replica)"
+        why = SHUTTING_DOWN
         try:
             while True:
                 for rid, kind, *rest in self._wire.recv():
@@ -214,10 +218,10 @@ class RemoteBatcher:
         """Say goodbye; the engine sends what is still due, then closes its end, which ends
         the reader (the server has drained: normally nothing is due)."""
         with self._lock:
-            if self._closed is None:
-                self._closed = "the inference service is shutting down; retry (another replica)"
-                with contextlib.suppress(OSError):
-                    self._wire.send(None)
+            first, self._closed = self._closed is None, self._closed or SHUTTING_DOWN
+        if first:
+            with contextlib.suppress(OSError):
+                self._wire.send(None)
         self._reader.join(STOP_SECONDS)
         self._wire.close()
 
@@ -373,12 +377,20 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
                 continue
             rid, name, version, shape, dtype, deadline = header
             image = wire.recv_into(np.empty(shape, dtype))
+            result = None
             try:
                 model = repository.get(name, version)
-                future = batcher.submit(model, image, deadline)
+                # An idle engine runs it here and answers at once: no hand-off to the
+                # batcher's worker, nor to the sender.
+                result = batcher.run_if_idle(model, image, deadline)
+                if result is None:
+                    future = batcher.submit(model, image, deadline)
             except Exception as exc:  # unknown version, full queue, stopping: that one fails
                 future = Future()
                 future.set_exception(exc)
+            if result is not None:
+                wire.send([_answer(rid, result)])
+                continue
             outstanding.add(future)
             future.add_done_callback(lambda future, rid=rid: done(future, rid))
         wait(list(outstanding), STOP_SECONDS)  # a goodbye: what it still waits for goes first
@@ -418,10 +430,10 @@ def served_versions(repository: Any) -> dict[str, list[str]]:
     return served
 
 
-def _answer(rid: int, future: Future) -> tuple:
-    error = future.exception()
-    if error is not None:
-        return (rid, "error", type(error).__name__, str(error))
-    result = future.result()
-    return (rid, "ok", result.outputs, result.queue_seconds, result.compute_seconds,
-            result.batch_size)  # fmt: skip
+def _answer(rid: int, done: Future | BatchResult) -> tuple:
+    if isinstance(done, Future):
+        error = done.exception()
+        if error is not None:
+            return (rid, "error", type(error).__name__, str(error))
+        done = done.result()
+    return (rid, "ok", done.outputs, done.queue_seconds, done.compute_seconds, done.batch_size)

@@ -210,3 +210,27 @@ def test_a_replica_offers_only_the_versions_its_engine_has_loaded(engine, repo: 
         assert [m.version for m in load_repository(settings).list()] == ["2", "1"]  # on its own
     finally:
         remote.stop()
+
+
+def test_many_threads_sending_large_images_all_get_their_answers(engine) -> None:
+    # Both directions of the socket fill up here: a replica whose threads held its lock while
+    # waiting to send kept its reader from reading, while the engine waited to send to it.
+    remote = RemoteBatcher(engine, 64)
+    image = np.zeros((1, 512, 512), np.float32)  # 1 MiB, answers of 64 KiB and more
+    image[0, 20:24, 40:44] = 1.0
+    sizes: list[int] = []
+
+    def client() -> None:
+        for _ in range(8):
+            sizes.append(remote.call(_model(), image, time.monotonic() + 60).batch_size)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # Stuck, the replica cannot even say goodbye: stopping the engine (the fixture) ends it.
+    assert not any(thread.is_alive() for thread in threads), "answers stopped coming"
+    remote.stop()
+    assert len(sizes) == 8 * CLIENTS
