@@ -13,13 +13,13 @@ each model version on the CPU for its model card, but hand each prepared image t
 engine over a local socket (`RemoteBatcher`, the DynamicBatcher's interface) and get its
 outputs back. The engine batches across all replicas, so batches grow with the whole load.
 
-Wire (`_Wire`): per replica one AF_UNIX connection, authenticated with a random key. A request
-is a pickled header `(id, model, version, shape, dtype, deadline)` then the image's raw bytes;
-an answer is `(id, "ok", outputs, queue_s, compute_s, batch_size)` or `(id, "error", class,
-message)`, sent in lists of those ready together; the replica's `None` says goodbye, and
-its `("versions", id)` asks which versions the engine has loaded (answered `(id, "versions",
-{model: [versions]})`): a replica offers only those, so it never sends a version the
-engine has not loaded yet.
+Wire (`infer_service.engine_wire`): per replica one AF_UNIX connection, authenticated with a
+random key. A request is a pickled header `(id, model, version, shape, dtype, deadline)`
+then the image's raw bytes; an answer is `(id, "ok", outputs, queue_s, compute_s,
+batch_size)` or `(id, "error", class, message)`, sent in lists of those ready together. The
+replica's `None` says goodbye, and its `("versions", id)` asks which versions the engine has
+loaded (answered `(id, "versions", {model: [versions]})`): a replica offers only those, so
+it never sends a version the engine has not loaded yet.
 Deadlines are CLOCK_MONOTONIC seconds, which every process of a host shares, so the engine
 drops expired requests before compute as a single server does.
 
@@ -37,12 +37,9 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
-import pickle
 import queue
 import secrets
 import signal
-import socket
-import struct
 import tempfile
 import threading
 from collections.abc import Callable
@@ -54,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from infer_service.batcher import BatchResult, DynamicBatcher
+from infer_service.engine_wire import Wire
 from infer_service.repository import LoadedModel
 from infer_service.settings import InferSettings
 from synthloc import errors
@@ -72,60 +70,6 @@ PASSED_ERRORS = {
 }
 
 
-class _Wire:
-    """Length-prefixed pickles and raw array bytes on one socket, in both directions. After
-    multiprocessing's authenticated handshake the socket is used directly: an image goes
-    from the replica's array into the kernel and from the kernel into the engine's array,
-    one copy each way with the GIL released (multiprocessing's own Connection copies a
-    message of a MiB three times, holding the GIL for two of them)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.sock = socket.socket(fileno=os.dup(conn.fileno()))
-        conn.close()
-        self._sending = threading.Lock()  # one message's parts go out together
-
-    def send(self, message: object, payload: memoryview | None = None) -> None:
-        """A pickle whose arrays travel out of band (straight from their memory, no copy in
-        this process), then `payload`'s bytes if any; from any thread."""
-        buffers: list[pickle.PickleBuffer] = []
-        data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
-        views = [buffer.raw() for buffer in buffers]
-        sizes = [len(data), *(view.nbytes for view in views)]
-        head = _COUNT.pack(len(sizes)) + struct.pack(f"<{len(sizes)}Q", *sizes) + data
-        with self._sending:
-            for view in (head, *views, *([payload] if payload is not None else [])):
-                self.sock.sendall(view)
-
-    def recv(self) -> Any:
-        (count,) = _COUNT.unpack(self._exactly(_COUNT.size))
-        sizes = struct.unpack(f"<{count}Q", self._exactly(8 * count))
-        data = self._exactly(sizes[0])
-        return pickle.loads(data, buffers=[self._buffer(size) for size in sizes[1:]])
-
-    def recv_into(self, array: np.ndarray) -> np.ndarray:
-        view, got = memoryview(array).cast("B"), 0
-        while got < len(view):
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                raise EOFError("the other end closed the connection")
-            got += n
-        return array
-
-    def _buffer(self, size: int) -> np.ndarray:
-        return self.recv_into(np.empty(size, np.uint8))
-
-    def _exactly(self, size: int) -> bytes:
-        return self._buffer(size).tobytes()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-
-
-_COUNT = struct.Struct("<I")  # how many sizes follow: the pickle's, then each buffer's
-
-
 @dataclass(frozen=True)
 class EngineLink:
     """How a replica reaches the engine, and what the engine runs its models on."""
@@ -141,7 +85,7 @@ class RemoteBatcher:
 
     def __init__(self, link: EngineLink, max_queue_size: int) -> None:
         self.max_queue_size = max_queue_size
-        self._wire = _Wire(Client(link.address, family="AF_UNIX", authkey=link.authkey))
+        self._wire = Wire(Client(link.address, family="AF_UNIX", authkey=link.authkey))
         self._lock = threading.Lock()  # guards _pending and _closed only, never a send
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
@@ -196,7 +140,9 @@ class RemoteBatcher:
             while True:
                 for rid, kind, *rest in self._wire.recv():
                     with self._lock:
-                        future = self._pending.pop(rid)
+                        future = self._pending.pop(rid, None)
+                    if future is None:  # its send failed and its caller was told
+                        continue
                     if kind == "ok":
                         future.set_result(BatchResult(*rest))
                     elif kind == "versions":
@@ -204,10 +150,11 @@ class RemoteBatcher:
                     else:
                         name, message = rest
                         future.set_exception(PASSED_ERRORS.get(name, RuntimeError)(message))
-        except (EOFError, OSError):
+        except Exception as exc:  # EOF or a reset; anything else too: no answer can follow
             if self._closed is None:
                 why = "the engine process closed its connection; retry (another pod)"
-                log.error("the engine process closed its connection")
+                unexpected = not isinstance(exc, (EOFError, OSError))
+                log.error("the engine process closed its connection", exc_info=unexpected)
         with self._lock:
             self._closed = self._closed or why
             pending, self._pending = self._pending, {}
@@ -232,6 +179,7 @@ class EngineProcess:
 
     proc: Any
     pipe: Connection
+    folder: str  # holds its socket
     link: EngineLink | None = None
     metrics_port: int | None = None
 
@@ -247,7 +195,7 @@ class EngineProcess:
         proc.start()
         theirs.close()
         log.info("engine process (pid %d) started", proc.pid)
-        return cls(proc, ours)
+        return cls(proc, ours, folder)
 
     def ready(self) -> EngineLink:
         """Its link once its models are loaded and warm; its failure to start raised."""
@@ -274,9 +222,8 @@ class EngineProcess:
             log.error("the engine process did not stop within %.1f s; killing it", timeout)
             self.proc.kill()
             self.proc.join(5.0)
-        if self.link is not None:
-            with contextlib.suppress(OSError):  # the listener removes its socket file itself
-                os.rmdir(os.path.dirname(self.link.address))
+        with contextlib.suppress(OSError):  # the listener removes its socket file itself
+            os.rmdir(self.folder)
         return self.proc.exitcode == 0
 
 
@@ -360,7 +307,7 @@ def _accept(
 def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -> None:
     """Read one replica's requests into the batcher; a second thread sends the answers in
     the order they finish."""
-    wire = _Wire(conn)
+    wire = Wire(conn)
     answers: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_answers, args=(wire, answers), daemon=True)
     sender.start()
@@ -401,7 +348,7 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
     wire.close()
 
 
-def _send_answers(wire: _Wire, answers: queue.SimpleQueue) -> None:
+def _send_answers(wire: Wire, answers: queue.SimpleQueue) -> None:
     """Send the answers as their requests finish: all those finished by the time the last
     was sent go together in one message (a batch's answers mostly do)."""
     while True:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infer_service.engine_process import EngineLink, EngineProcess, RemoteBatcher, _Wire
+from infer_service.engine_process import EngineLink, EngineProcess, RemoteBatcher
+from infer_service.engine_wire import Wire
 from infer_service.localizer import OnnxLocalizer
 from infer_service.server import load_repository
 from infer_service.settings import InferSettings
@@ -175,7 +176,7 @@ def test_requests_waiting_on_an_engine_that_goes_away_fail_with_unavailable(
     listener = Listener(address, family="AF_UNIX", authkey=key)
 
     def take_one_then_quit() -> None:
-        wire = _Wire(listener.accept())
+        wire = Wire(listener.accept())
         _, _, _, shape, dtype, _ = wire.recv()
         wire.recv_into(np.empty(shape, dtype))  # one request read, never answered
         wire.close()
