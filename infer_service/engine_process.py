@@ -60,6 +60,7 @@ from synthloc.errors import SynthlocError, Unavailable
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "the inference service is shutting down; retry (another replica)"
+SOCKET = "engine.sock"  # in a folder of its own under the temporary folder
 STOP_SECONDS = 5.0  # for a replica's last answers from the engine, at its stop
 
 # Errors that cross the socket by name, so the replica answers with the engine's gRPC code.
@@ -187,7 +188,7 @@ class EngineProcess:
     def spawn(cls, settings: InferSettings, log_level: int) -> EngineProcess:
         spawn = mp.get_context("spawn")  # CUDA does not survive a fork
         folder = tempfile.mkdtemp(prefix="synthloc-engine-")
-        address, authkey = os.path.join(folder, "engine.sock"), secrets.token_bytes(32)
+        address, authkey = os.path.join(folder, SOCKET), secrets.token_bytes(32)
         ours, theirs = spawn.Pipe()
         proc = spawn.Process(
             target=_engine, args=(settings, log_level, theirs, address, authkey), name="engine"
@@ -222,7 +223,10 @@ class EngineProcess:
             log.error("the engine process did not stop within %.1f s; killing it", timeout)
             self.proc.kill()
             self.proc.join(5.0)
-        with contextlib.suppress(OSError):  # the listener removes its socket file itself
+        # The engine's listener removes its socket as it closes; a killed engine leaves it.
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(self.folder, SOCKET))
+        with contextlib.suppress(OSError):
             os.rmdir(self.folder)
         return self.proc.exitcode == 0
 

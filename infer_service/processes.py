@@ -18,6 +18,9 @@ grace + DRAIN_MARGIN_SECONDS is killed and the exit is 1, else 0. A replica that
 drained) takes the others down and the supervisor exits 1, for the orchestrator to restart
 the pod; one that fails to start ends it with that replica's exit code and message. A
 replica whose supervisor is gone (SIGKILL, OOM) drains and exits: none is left serving.
+
+With `engine_process`, the replicas run no models themselves: an engine process, started
+first and stopped last, runs them and batches for all (infer_service.engine_process).
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ def serve_processes(settings: InferSettings) -> int:
             httpd.shutdown()
             httpd.server_close()
         _stop_all(replicas, settings.grace_seconds)
-        if engine is not None and engine.proc.is_alive():
+        if engine is not None:  # a second stop only removes what is left (its socket folder)
             engine.stop(settings.grace_seconds + DRAIN_MARGIN_SECONDS)
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -107,7 +108,12 @@ def test_one_engine_batches_the_requests_of_every_replica_together(
         proc.wait()
 
 
+def _engine_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("synthloc-engine-*"))
+
+
 def test_an_engine_that_dies_takes_the_supervisor_down_with_exit_1(repo: Path) -> None:
+    before = _engine_folders()
     proc, _, _, lines = _serve(repo, "--processes", "2", "--engine-process")
     try:
         pid = int(re.search(r"engine process \(pid (\d+)\) started", "".join(lines)).group(1))
@@ -118,6 +124,7 @@ def test_an_engine_that_dies_takes_the_supervisor_down_with_exit_1(repo: Path) -
     finally:
         proc.kill()
         proc.wait()
+    assert _engine_folders() <= before  # its socket and folder are gone with it
 
 
 def test_an_engine_that_cannot_start_exits_2_with_its_reason(repo: Path) -> None:
