@@ -15,6 +15,7 @@ backlog never burns compute on answers nobody waits for.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,8 @@ from infer_service.batch_tuning import BatchSizeTuner
 from infer_service.localizer import OnnxLocalizer
 from infer_service.repository import LoadedModel
 from synthloc.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
 
 Outputs = dict[str, np.ndarray]
 
@@ -223,9 +226,19 @@ class DynamicBatcher:
                 )
             )
 
-    def stop(self) -> None:
-        """Run what is queued, then end the worker thread; later requests get Unavailable."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Run what is queued, then end the worker thread; later requests get Unavailable.
+        False if the worker is still running after `timeout` seconds (a model run that does
+        not return): it is left behind, a daemon, so that the process can still exit."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error(
+                "the batcher's worker is still running a batch %.1f s after the stop; "
+                "leaving it (a model run that does not return)",
+                timeout,
+            )
+            return False
+        return True

@@ -162,9 +162,10 @@ class RemoteBatcher:
         for future in pending.values():
             future.set_exception(Unavailable(why))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
         """Say goodbye; the engine sends what is still due, then closes its end, which ends
-        the reader (the server has drained: normally nothing is due)."""
+        the reader (the server has drained: normally nothing is due). `timeout`: as
+        DynamicBatcher's, the engine's own STOP_SECONDS bound this one."""
         with self._lock:
             first, self._closed = self._closed is None, self._closed or SHUTTING_DOWN
         if first:
@@ -172,6 +173,7 @@ class RemoteBatcher:
                 self._wire.send(None)
         self._reader.join(STOP_SECONDS)
         self._wire.close()
+        return not self._reader.is_alive()
 
 
 @dataclass
@@ -276,7 +278,7 @@ def _engine(
     with contextlib.suppress(EOFError, OSError):
         pipe.recv()  # nothing is sent: it returns when the supervisor closes the pipe or dies
     stop.set()
-    batcher.stop()  # runs what is queued
+    batcher.stop(settings.grace_seconds)  # runs what is queued
     listener.close()
     if httpd is not None:
         httpd.shutdown()

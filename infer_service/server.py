@@ -143,7 +143,7 @@ class InferServer:
         self.health.enter_graceful_shutdown()
         self._stop_polling.set()
         self.server.stop(self.settings.grace_seconds if grace is None else grace).wait()
-        self.batcher.stop()
+        self.batcher.stop(self.settings.grace_seconds)  # bounded: a hung run must not hang us
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

@@ -281,7 +281,7 @@ def test_a_request_after_stop_is_refused_instead_of_waiting_for_ever() -> None:
     batcher = DynamicBatcher(max_batch_size=4)
     model = _model(localizer)
     assert batcher.call(model, _image(1), None).batch_size == 1
-    batcher.stop()
+    assert batcher.stop(timeout=5) is True  # nothing running: the worker ends at once
     outcomes: list[BaseException] = []
 
     def attempt(how) -> None:  # on a thread of its own: a bug here waits for ever
@@ -297,3 +297,16 @@ def test_a_request_after_stop_is_refused_instead_of_waiting_for_ever() -> None:
         assert not thread.is_alive(), f"{how.__name__} after stop() waited instead of refusing"
     assert [type(e) for e in outcomes] == [Unavailable, Unavailable]
     assert "the inference service is shutting down; retry" in str(outcomes[0])
+
+
+def test_stop_gives_up_on_a_run_that_does_not_return_after_its_timeout(caplog) -> None:
+    localizer = GatedLocalizer()  # its gate stays closed: the run hangs (up to 10 s)
+    batcher = DynamicBatcher(max_batch_size=4)
+    pending = batcher.submit(_model(localizer), _image(1), None)
+    assert localizer.running.wait(5)
+    began = time.monotonic()
+    assert batcher.stop(timeout=0.5) is False
+    assert time.monotonic() - began < 3
+    assert "still running a batch 0.5 s after the stop" in caplog.text
+    localizer.gate.set()  # let it finish: the request still gets its answer
+    assert pending.result(timeout=10).batch_size == 1
