@@ -241,12 +241,14 @@ def _engine(
 
     from infer_service.metrics import InferMetrics
     from infer_service.server import load_repository
+    from synthloc.memory import keep_freed_memory
 
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s engine %(name)s: %(message)s"
     )
     for sig in (signal.SIGTERM, signal.SIGINT):  # stopped by its supervisor, after the replicas
         signal.signal(sig, signal.SIG_IGN)
+    keep_freed_memory()  # every request lands in a fresh buffer of a MiB or more
     metrics = InferMetrics()
     try:
         repository = load_repository(settings)
