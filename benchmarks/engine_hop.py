@@ -6,9 +6,10 @@ DynamicBatcher.call, same model, same prepared image, alternating call by call.
 For each image side it reports the p50 of both and the p50 of their paired differences (the
 hop: the socket both ways, the engine's threads, the pickled answer), with both sides idle so
 that no batching is involved (`--processes N --engine-process`, infer_service.engine_process).
-On the 2-core VM, 2026-11-27, the analytic test model, 200 repeats: 0.22 ms at 64x64,
-0.75 ms at 512x512, 2.2 ms at 1024x1024. It grows with the bytes, which points at the copies
-(shared memory would remove two of them).
+On the 2-core VM, 2026-11-27, the analytic test model, images through the socket: 0.22 ms at
+64x64, 0.56-0.78 ms at 512x512, 1.6-1.8 ms at 1024x1024 (runs of 200-300 repeats). With the
+shared slots (infer_service.engine_wire.Slots), which spare the engine its copy from the
+socket: 0.80-0.87 ms at 512x512, no better, and 1.35-1.55 ms at 1024x1024.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from infer_service.batcher import BatchResult, DynamicBatcher
-from infer_service.engine_wire import Wire
+from infer_service.engine_wire import Slots, Wire
 from infer_service.repository import LoadedModel
 from infer_service.settings import InferSettings
 from synthloc import errors
@@ -61,7 +61,10 @@ log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "the inference service is shutting down; retry (another replica)"
 SOCKET = "engine.sock"  # in a folder of its own under the temporary folder
-STOP_SECONDS = 5.0  # for a replica's last answers from the engine, at its stop
+STOP_SECONDS = 5.0
+# Shared slots per replica: images up to SLOT_BYTES (a 2048x2048 float32 image) skip the
+# socket. Sparse: a slot's pages exist once an image was written to it.
+SLOTS, SLOT_BYTES = 16, 16 << 20  # for a replica's last answers from the engine, at its stop
 
 # Errors that cross the socket by name, so the replica answers with the engine's gRPC code.
 PASSED_ERRORS = {
@@ -84,9 +87,21 @@ class RemoteBatcher:
     """The DynamicBatcher's interface (submit, call, depth, stop) with the batching done by
     the engine process at the end of one connection, shared by this replica's threads."""
 
-    def __init__(self, link: EngineLink, max_queue_size: int) -> None:
+    def __init__(
+        self,
+        link: EngineLink,
+        max_queue_size: int,
+        slots: int = SLOTS,
+        slot_bytes: int = SLOT_BYTES,
+    ) -> None:
         self.max_queue_size = max_queue_size
         self._wire = Wire(Client(link.address, family="AF_UNIX", authkey=link.authkey))
+        self.slots: Slots | None = None  # images that fit go through shared memory
+        if slots > 0 and Slots.available():
+            self.slots = Slots(slots, slot_bytes)
+            self._wire.send(("slots", slots, slot_bytes))
+            self._wire.send_fd(self.slots.fd)
+            self.slots.close_fd()
         self._lock = threading.Lock()  # guards _pending and _closed only, never a send
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
@@ -101,12 +116,26 @@ class RemoteBatcher:
 
     def submit(self, model: LoadedModel, image: np.ndarray, deadline: float | None) -> Future:
         """Send a prepared image to the engine; the future gives a BatchResult or raises."""
-        image = np.ascontiguousarray(image)
         shape, dtype = image.shape, image.dtype.str
-        return self._ask(
-            lambda rid: (rid, model.name, model.version, shape, dtype, deadline),
-            memoryview(image).cast("B"),
-        )
+        slots = self.slots
+        slot = slots.take(image.nbytes) if slots is not None else None
+        if slots is None or slot is None:  # through the socket
+            image = np.ascontiguousarray(image)
+            return self._ask(
+                lambda rid: (rid, model.name, model.version, shape, dtype, deadline, None),
+                memoryview(image).cast("B"),
+            )
+        np.copyto(slots.view(slot, shape, dtype), image)
+        try:
+            future = self._ask(
+                lambda rid: (rid, model.name, model.version, shape, dtype, deadline, slot)
+            )
+        except BaseException:
+            slots.give_back(slot)
+            raise
+        # Answered, the engine is done with the slot (its run has read it).
+        future.add_done_callback(lambda _: slots.give_back(slot))
+        return future
 
     def served_versions(self, timeout: float = 60.0) -> dict[str, list[str]]:
         """The versions the engine has loaded, by model."""
@@ -325,15 +354,26 @@ def _serve_replica(conn: Connection, repository: Any, batcher: DynamicBatcher) -
         outstanding.discard(future)
         answers.put((rid, future))
 
+    slots: Slots | None = None
     try:
         while (header := wire.recv()) is not None:  # None: the replica is stopping
             if header[0] == "versions":  # a replica's scan asks what it may offer
                 answers.put([header[1], "versions", served_versions(repository)])
                 continue
-            rid, name, version, shape, dtype, deadline = header
-            image = wire.recv_into(np.empty(shape, dtype))
+            if header[0] == "slots":  # its shared slots, once, first
+                fd = wire.recv_fd()
+                slots = Slots(header[1], header[2], fd)
+                slots.close_fd()
+                continue
+            rid, name, version, shape, dtype, deadline, slot = header
+            if slot is None:
+                image = wire.recv_into(np.empty(shape, dtype))
             result = None
             try:
+                if slot is not None:
+                    if slots is None:
+                        raise ValueError("a slot was named before the slots were sent")
+                    image = slots.view(slot, shape, dtype)
                 model = repository.get(name, version)
                 # An idle engine runs it here and answers at once: no hand-off to the
                 # batcher's worker, nor to the sender.

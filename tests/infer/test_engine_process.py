@@ -184,9 +184,11 @@ def test_requests_waiting_on_an_engine_that_goes_away_fail_with_unavailable(
 
     def take_one_then_quit() -> None:
         wire = Wire(listener.accept())
-        _, _, _, shape, dtype, _ = wire.recv()
-        wire.recv_into(np.empty(shape, dtype))  # one request read, never answered
-        wire.close()
+        while (header := wire.recv())[0] == "slots":  # the replica's shared slots first
+            os.close(wire.recv_fd())
+        if header[-1] is None:  # the image came through the socket
+            wire.recv_into(np.empty(header[3], header[4]))
+        wire.close()  # one request read, never answered
 
     thread = threading.Thread(target=take_one_then_quit)
     thread.start()
@@ -220,19 +222,34 @@ def test_a_replica_offers_only_the_versions_its_engine_has_loaded(engine, repo: 
         remote.stop()
 
 
-def test_many_threads_sending_large_images_all_get_their_answers(engine) -> None:
-    # Both directions of the socket fill up here: a replica whose threads held its lock while
-    # waiting to send kept its reader from reading, while the engine waited to send to it.
-    remote = RemoteBatcher(engine, 64)
-    image = np.zeros((1, 512, 512), np.float32)  # 1 MiB, answers of 64 KiB and more
-    image[0, 20:24, 40:44] = 1.0
-    sizes: list[int] = []
+# Two slots for 16 threads: slots are reused at once, and the rest go through the socket.
+@pytest.mark.parametrize("slots", [0, 2], ids=["socket", "shared-slots"])
+def test_many_threads_sending_large_images_each_get_their_own_answer(
+    engine, repo: Path, slots: int
+) -> None:
+    # Through the socket, both of its directions fill up: a replica whose threads held its
+    # lock while waiting to send kept its reader from reading, while the engine waited to
+    # send to it. Through shared slots, a slot reused before the engine has read it would
+    # answer for another thread's image.
+    remote = RemoteBatcher(engine, 64, slots=slots)
+    local = OnnxLocalizer(repo / "nuclei" / "1" / "model.onnx")
+    images = []
+    for i in range(CLIENTS):  # 1 MiB each, a square of its own
+        image = np.zeros((1, 512, 512), np.float32)
+        image[0, 20 + 24 * i : 24 + 24 * i, 40:44] = 1.0
+        images.append((image, local.run(image[None])))
+    wrong: list[int] = []
+    done: list[int] = []
 
-    def client() -> None:
+    def client(i: int) -> None:
+        image, expected = images[i]
         for _ in range(8):
-            sizes.append(remote.call(_model(), image, time.monotonic() + 60).batch_size)
+            outputs = remote.call(_model(), image, time.monotonic() + 60).outputs
+            if any(not np.array_equal(outputs[k], v[0]) for k, v in expected.items()):
+                wrong.append(i)
+            done.append(i)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 60
@@ -241,4 +258,6 @@ def test_many_threads_sending_large_images_all_get_their_answers(engine) -> None
     # Stuck, the replica cannot even say goodbye: stopping the engine (the fixture) ends it.
     assert not any(thread.is_alive() for thread in threads), "answers stopped coming"
     remote.stop()
-    assert len(sizes) == 8 * CLIENTS
+    assert len(done) == 8 * CLIENTS and not wrong, sorted(set(wrong))
+    if slots:  # every slot is free again
+        assert remote.slots is not None and remote.slots.free == slots
