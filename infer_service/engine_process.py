@@ -14,12 +14,14 @@ engine over a local socket (`RemoteBatcher`, the DynamicBatcher's interface) and
 outputs back. The engine batches across all replicas, so batches grow with the whole load.
 
 Wire (`infer_service.engine_wire`): per replica one AF_UNIX connection, authenticated with a
-random key. A request is a pickled header `(id, model, version, shape, dtype, deadline)`
-then the image's raw bytes; an answer is `(id, "ok", outputs, queue_s, compute_s,
-batch_size)` or `(id, "error", class, message)`, sent in lists of those ready together. The
-replica's `None` says goodbye, and its `("versions", id)` asks which versions the engine has
-loaded (answered `(id, "versions", {model: [versions]})`): a replica offers only those, so
-it never sends a version the engine has not loaded yet.
+random key, and shared slots (an anonymous memfd whose descriptor the replica sends first).
+A request is a pickled header `(id, model, version, shape, dtype, deadline, slot)`: the
+image lies in that slot, or with slot None its raw bytes follow on the socket. An answer is
+`(id, "ok", outputs, queue_s, compute_s, batch_size)` or `(id, "error", class, message)`,
+sent in lists of those ready together. The replica's `None` says goodbye, and its
+`("versions", id)` asks which versions the engine has loaded (answered `(id, "versions",
+{model: [versions]})`): a replica offers only those, so it never sends a version the engine
+has not loaded yet.
 Deadlines are CLOCK_MONOTONIC seconds, which every process of a host shares, so the engine
 drops expired requests before compute as a single server does.
 
