@@ -271,7 +271,7 @@ def _engine(
     from prometheus_client import start_http_server
 
     from infer_service.metrics import InferMetrics
-    from infer_service.server import load_repository
+    from infer_service.server import load_repository, new_batcher, poll_repository
     from synthloc.memory import keep_freed_memory
 
     logging.basicConfig(
@@ -288,23 +288,15 @@ def _engine(
         pipe.send(("error", f"engine process: {error}", error.exit_code))
         raise SystemExit(error.exit_code) from None
     metrics.show_models(repository.list())
-    batcher = DynamicBatcher(
-        settings.max_batch_size,
-        settings.max_queue_delay_ms / 1000,
-        settings.max_queue_size,
-        on_batch=lambda model, _v, n: metrics.batch_size.labels(model).observe(n),
-        tune_batch_size=settings.tune_batch_size,
-    )
-    metrics.queue_depth.set_function(lambda: batcher.depth)
+    batcher = new_batcher(settings, metrics)
     httpd = None
     if settings.metrics_port >= 0:
         httpd, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
     accept = (listener, repository, batcher, stop)
     threading.Thread(target=_accept, args=accept, name="engine-accept", daemon=True).start()
-    threading.Thread(
-        target=_poll, args=(settings, repository, metrics, stop), name="engine-poll", daemon=True
-    ).start()
+    poll = (repository, metrics, settings.poll_seconds, stop)
+    threading.Thread(target=poll_repository, args=poll, name="engine-poll", daemon=True).start()
     provider = repository.list()[0].provider
     pipe.send(("ready", address, authkey, provider, httpd.server_port if httpd else None))
     log.info("engine serving %s", ", ".join(f"{m.name}/{m.version}" for m in repository.list()))
@@ -316,16 +308,6 @@ def _engine(
     if httpd is not None:
         httpd.shutdown()
     log.info("engine stopped")
-
-
-def _poll(settings: InferSettings, repository: Any, metrics: Any, stop: threading.Event) -> None:
-    while settings.poll_seconds > 0 and not stop.wait(settings.poll_seconds):
-        try:
-            for change in repository.scan():
-                log.info("%s", change)
-            metrics.show_models(repository.list())
-        except Exception:  # the poller must outlive any one bad scan
-            log.exception("repository scan failed; serving the previous models")
 
 
 def _accept(

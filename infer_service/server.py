@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -49,15 +50,8 @@ class InferServer:
             self.repository = load_repository(settings, engine, self.batcher.served_versions())
         else:
             self.repository = load_repository(settings)
-            self.batcher = DynamicBatcher(
-                settings.max_batch_size,
-                settings.max_queue_delay_ms / 1000,
-                settings.max_queue_size,
-                on_batch=lambda model, _v, n: self.metrics.batch_size.labels(model).observe(n),
-                tune_batch_size=settings.tune_batch_size,
-            )
+            self.batcher = new_batcher(settings, self.metrics)
         self.metrics.show_models(self.repository.list())
-        self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self.engine = LocalizationEngine(self.repository, self.batcher, settings.default_model)
         self.health = health.HealthServicer()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -100,16 +94,11 @@ class InferServer:
             self.health.set(name, status)
 
     def _poll(self) -> None:
-        while not self._stop_polling.wait(self.settings.poll_seconds):
-            try:
-                served = None
-                if isinstance(self.batcher, RemoteBatcher):  # what its engine has loaded
-                    served = self.batcher.served_versions()
-                for change in self.repository.scan(served):
-                    log.info("%s", change)
-                self.metrics.show_models(self.repository.list())
-            except Exception:  # the poller must outlive any one bad scan
-                log.exception("repository scan failed; serving the previous models")
+        batcher = self.batcher
+        served = batcher.served_versions if isinstance(batcher, RemoteBatcher) else None
+        poll_repository(
+            self.repository, self.metrics, self.settings.poll_seconds, self._stop_polling, served
+        )
 
     def start(self, metrics_host: str | None = None, announce: bool = True) -> None:
         """Serve, then report SERVING (models are loaded and warmed by now). Metrics listen on
@@ -179,6 +168,37 @@ def load_repository(
     for change in changes:
         log.info("%s", change)
     return repository
+
+
+def new_batcher(settings: InferSettings, metrics: InferMetrics) -> DynamicBatcher:
+    """The dynamic batcher `settings` ask for, its batch sizes and queue depth in `metrics`."""
+    batcher = DynamicBatcher(
+        settings.max_batch_size,
+        settings.max_queue_delay_ms / 1000,
+        settings.max_queue_size,
+        on_batch=lambda model, _v, n: metrics.batch_size.labels(model).observe(n),
+        tune_batch_size=settings.tune_batch_size,
+    )
+    metrics.queue_depth.set_function(lambda: batcher.depth)
+    return batcher
+
+
+def poll_repository(
+    repository: ModelRepository,
+    metrics: InferMetrics,
+    every: float,
+    stop: threading.Event,
+    served: Callable[[], dict[str, list[str]]] | None = None,
+) -> None:
+    """Rescan every `every` seconds until `stop` (never if `every` is 0), keeping only the
+    versions `served()` names when given (a replica: what its engine has loaded)."""
+    while every > 0 and not stop.wait(every):
+        try:
+            for change in repository.scan(served() if served else None):
+                log.info("%s", change)
+            metrics.show_models(repository.list())
+        except Exception:  # the poller must outlive any one bad scan
+            log.exception("repository scan failed; serving the previous models")
 
 
 def create_server(
